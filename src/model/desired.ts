@@ -1,0 +1,199 @@
+// The pure heart of the data plane: (Services, Nodes, EndpointSlices, allocations, config, time, health) →
+// the virtual services every LB host should hold. Same inputs, same output, byte for byte (sorted), so every
+// LB host computes the same table and a restart with nothing changed computes exactly what the kernel holds.
+import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { Config, Forwarding, Scheduler } from '../config/types.js';
+import { canonicalIp, parseIp } from '../ipam/address.js';
+import { matchesSelector } from '../util/labels.js';
+import { forwardingAnnotation, schedulerAnnotation } from './annotations.js';
+import {
+  virtualServiceKey,
+  type DesiredRealServer, type DesiredState, type DesiredVirtualService, type ModelProblem, type Protocol,
+} from './types.js';
+
+export const EXCLUDE_FROM_LB_LABEL = 'node.kubernetes.io/exclude-from-external-load-balancers';
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+/** kube-proxy's default for sessionAffinityConfig.clientIP.timeoutSeconds. */
+export const DEFAULT_AFFINITY_TIMEOUT = 10800;
+
+export interface AllocatedAddress {
+  address: string;
+  pool: string;
+}
+
+export interface ModelInputs {
+  /** Services that are ours (type LoadBalancer, our class); others must be filtered out before. */
+  services: readonly V1Service[];
+  nodes: readonly V1Node[];
+  endpointSlices: readonly V1EndpointSlice[];
+  /** Service UID → its addresses, as recorded in the ledger. */
+  allocations: ReadonlyMap<string, readonly AllocatedAddress[]>;
+  config: Pick<Config, 'forwarding' | 'scheduler' | 'pools' | 'backends'>;
+  /** Milliseconds since the epoch; drain grace periods are measured against it. */
+  now: number;
+  /** Probe verdicts: 'down' drains the node for that virtual service; undefined means not probed (yet). */
+  health?: (node: string, vsKey: string) => 'up' | 'down' | undefined;
+  /** The VRRP group that carries a VIP. */
+  vrrpGroupOf?: (vip: string, pool: string) => string | undefined;
+}
+
+interface NodeView {
+  name: string;
+  addresses: { 4?: string; 6?: string };
+  /** Ready, or NotReady since when (ms). */
+  ready: boolean;
+  notReadySince: number;
+}
+
+function nodeView(node: V1Node, addressType: string): NodeView | undefined {
+  const name = node.metadata?.name;
+  if (!name) return undefined;
+  const addresses: NodeView['addresses'] = {};
+  for (const a of node.status?.addresses ?? []) {
+    if (a.type !== addressType) continue;
+    const ip = parseIp(a.address);
+    if (ip && addresses[ip.family] === undefined) addresses[ip.family] = canonicalIp(a.address);
+  }
+  const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
+  const since = ready?.lastTransitionTime ? new Date(ready.lastTransitionTime).getTime() : 0;
+  return { name, addresses, ready: ready?.status === 'True', notReadySince: Number.isFinite(since) ? since : 0 };
+}
+
+/** Nodes that may carry traffic at all: not excluded by label, matching the node selector, not being deleted. */
+function eligibleNodes(inputs: ModelInputs): NodeView[] {
+  const { backends } = inputs.config;
+  const out: NodeView[] = [];
+  for (const n of inputs.nodes) {
+    const labels = n.metadata?.labels ?? {};
+    if (n.metadata?.deletionTimestamp) continue;
+    if (Object.prototype.hasOwnProperty.call(labels, EXCLUDE_FROM_LB_LABEL)) continue;
+    if (backends.nodeSelector && !matchesSelector(backends.nodeSelector, labels)) continue;
+    const v = nodeView(n, backends.addressType);
+    if (v) out.push(v);
+  }
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Ready local endpoints per node for one Service (externalTrafficPolicy: Local). */
+function localEndpointCounts(slices: readonly V1EndpointSlice[], namespace: string, name: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const s of slices) {
+    if (s.metadata?.namespace !== namespace || s.metadata?.labels?.[SERVICE_NAME_LABEL] !== name) continue;
+    for (const e of s.endpoints ?? []) {
+      // A nil ready condition means ready (EndpointSlice API contract).
+      if (!e.nodeName || e.conditions?.ready === false) continue;
+      counts.set(e.nodeName, (counts.get(e.nodeName) ?? 0) + 1);
+    }
+  }
+  return counts;
+}
+
+const protocolOf = (p: string | undefined): Protocol | undefined =>
+  p === undefined || p === 'TCP' ? 'TCP' : p === 'UDP' ? 'UDP' : p === 'SCTP' ? 'SCTP' : undefined;
+
+function schedulerFlags(scheduler: Scheduler): string[] {
+  // mh-port spreads one client's flows over nodes; mh-fallback sends a flow whose node is drained (weight 0)
+  // to the next node in the Maglev table instead of dropping it. Both keep every LB host's choice identical.
+  return scheduler === 'mh' ? ['mh-fallback', 'mh-port'] : [];
+}
+
+const serviceId = (s: V1Service) => `${s.metadata?.namespace ?? ''}/${s.metadata?.name ?? ''}`;
+
+/** Older Services win a (VIP, protocol, port) clash, as they had it first; UID breaks ties deterministically. */
+function byAge(a: V1Service, b: V1Service): number {
+  const ta = a.metadata?.creationTimestamp ? new Date(a.metadata.creationTimestamp).getTime() : 0;
+  const tb = b.metadata?.creationTimestamp ? new Date(b.metadata.creationTimestamp).getTime() : 0;
+  if (ta !== tb) return ta - tb;
+  const ua = a.metadata?.uid ?? '';
+  const ub = b.metadata?.uid ?? '';
+  return ua < ub ? -1 : ua > ub ? 1 : 0;
+}
+
+export function desiredState(inputs: ModelInputs): DesiredState {
+  const problems: ModelProblem[] = [];
+  const byKey = new Map<string, DesiredVirtualService>();
+  const nodes = eligibleNodes(inputs);
+  const graceMs = inputs.config.backends.notReadyGraceSeconds * 1000;
+  const pools = new Map(inputs.config.pools.map((p) => [p.name, p]));
+
+  for (const svc of [...inputs.services].sort(byAge)) {
+    const uid = svc.metadata?.uid;
+    const id = serviceId(svc);
+    const addresses = uid ? inputs.allocations.get(uid) : undefined;
+    if (!uid || !addresses || addresses.length === 0) continue;
+    const annotations = svc.metadata?.annotations;
+
+    const sched = schedulerAnnotation(annotations);
+    if (sched.problem) problems.push({ service: id, reason: 'InvalidAnnotation', message: sched.problem });
+    const fwd = forwardingAnnotation(annotations);
+    if (fwd.problem) problems.push({ service: id, reason: 'InvalidAnnotation', message: fwd.problem });
+
+    const local = svc.spec?.externalTrafficPolicy === 'Local';
+    const localCounts = local ? localEndpointCounts(inputs.endpointSlices, svc.metadata?.namespace ?? '', svc.metadata?.name ?? '') : undefined;
+    const affinity = svc.spec?.sessionAffinity === 'ClientIP'
+      ? (svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT)
+      : undefined;
+
+    for (const alloc of addresses) {
+      const ip = parseIp(alloc.address);
+      if (!ip) continue;
+      const vip = canonicalIp(alloc.address)!;
+      const pool = pools.get(alloc.pool);
+      const scheduler: Scheduler = sched.value ?? pool?.scheduler ?? inputs.config.scheduler;
+      const forwarding: Forwarding = fwd.value ?? pool?.forwarding ?? inputs.config.forwarding;
+      const familyNodes = nodes.filter((n) => n.addresses[ip.family] !== undefined);
+      if (familyNodes.length === 0 && nodes.length > 0) {
+        problems.push({ service: id, reason: 'NoBackendFamily', message: `no eligible node has an IPv${ip.family} ${inputs.config.backends.addressType} for VIP ${vip}` });
+      }
+
+      for (const port of svc.spec?.ports ?? []) {
+        const protocol = protocolOf(port.protocol);
+        if (!protocol) continue;
+        const key = virtualServiceKey(protocol, vip, port.port);
+        const owner = byKey.get(key);
+        if (owner) {
+          problems.push({ service: id, reason: 'PortConflict', message: `${key} is already served for ${owner.service}` });
+          continue;
+        }
+        if (forwarding === 'nat' && !port.nodePort) {
+          problems.push({ service: id, reason: 'InvalidAnnotation', message: `forwarding nat needs a nodePort for port ${port.port}/${protocol}, and the Service has none (allocateLoadBalancerNodePorts: false?)` });
+          continue;
+        }
+        const realServers: DesiredRealServer[] = [];
+        for (const n of familyNodes) {
+          let weight = 1;
+          if (localCounts) {
+            const count = localCounts.get(n.name) ?? 0;
+            if (count === 0) continue;
+            if (inputs.config.backends.weightByEndpoints) weight = Math.min(count, 65535);
+          }
+          let state: DesiredRealServer['state'] = 'serving';
+          if (!n.ready) {
+            // Drain first so established flows finish, then remove once the grace period is over.
+            if (inputs.now - n.notReadySince >= graceMs) continue;
+            state = 'draining-not-ready';
+            weight = 0;
+          } else if (inputs.health?.(n.name, key) === 'down') {
+            state = 'draining-unhealthy';
+            weight = 0;
+          }
+          realServers.push({
+            address: n.addresses[ip.family]!,
+            port: forwarding === 'nat' ? port.nodePort! : port.port,
+            weight, node: n.name, state,
+          });
+        }
+        byKey.set(key, {
+          key, vip, family: ip.family, protocol, port: port.port,
+          scheduler, schedulerFlags: schedulerFlags(scheduler),
+          persistenceTimeoutSeconds: affinity, forwarding,
+          service: id, serviceUid: uid, pool: alloc.pool,
+          vrrpGroup: inputs.vrrpGroupOf?.(vip, alloc.pool) ?? pool?.vrrpGroup,
+          realServers,
+        });
+      }
+    }
+  }
+  const virtualServices = [...byKey.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return { virtualServices, problems };
+}
