@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { diff } from '../../src/reconcile/diff.js';
+import type { KernelDestination, KernelService, Operation } from '../../src/reconcile/types.js';
+
+function svc(key: string, dests: Array<[string, number]>, over: Partial<KernelService> = {}): KernelService {
+  const [proto, rest] = key.split('/') as [KernelService['protocol'], string];
+  const [address, port] = rest.split(':');
+  return {
+    key, family: 4, protocol: proto, address: address!, port: Number(port), scheduler: 'mh', schedulerFlags: ['mh-fallback', 'mh-port'],
+    persistenceTimeoutSeconds: undefined,
+    destinations: dests.map(([a, w]) => ({ address: a, port: Number(port), weight: w, forwarding: 'dr' })), ...over,
+  };
+}
+
+/** Applies operations to a table the way IPVS does, failing on the errors the kernel would return. */
+function apply(table: KernelService[], ops: Operation[]): KernelService[] {
+  const m = new Map(table.map((s) => [s.key, { ...s, destinations: [...s.destinations] }]));
+  const dk = (d: KernelDestination) => `${d.address}:${d.port}`;
+  for (const o of ops) {
+    const s = m.get(o.service.key);
+    switch (o.op) {
+      case 'add-service':
+        assert.ok(!s, `EEXIST ${o.service.key}`);
+        m.set(o.service.key, { ...o.service, destinations: [] });
+        break;
+      case 'update-service':
+        assert.ok(s, `ESRCH ${o.service.key}`);
+        Object.assign(s, { scheduler: o.service.scheduler, schedulerFlags: o.service.schedulerFlags, persistenceTimeoutSeconds: o.service.persistenceTimeoutSeconds });
+        break;
+      case 'delete-service':
+        assert.ok(s, `ESRCH ${o.service.key}`);
+        m.delete(o.service.key);
+        break;
+      case 'add-destination':
+        assert.ok(s, `ESRCH ${o.service.key}`);
+        assert.ok(!s.destinations.some((d) => dk(d) === dk(o.destination)), 'EEXIST dest');
+        s.destinations.push(o.destination);
+        break;
+      case 'update-destination': {
+        assert.ok(s, `ESRCH ${o.service.key}`);
+        const i = s.destinations.findIndex((d) => dk(d) === dk(o.destination));
+        assert.ok(i >= 0, 'ENOENT dest');
+        s.destinations[i] = o.destination;
+        break;
+      }
+      case 'delete-destination': {
+        assert.ok(s, `ESRCH ${o.service.key}`);
+        const before = s.destinations.length;
+        s.destinations = s.destinations.filter((d) => dk(d) !== dk(o.destination));
+        assert.equal(s.destinations.length, before - 1, 'ENOENT dest');
+        break;
+      }
+    }
+  }
+  return [...m.values()];
+}
+
+const norm = (t: KernelService[]) =>
+  t.map((s) => ({ ...s, destinations: [...s.destinations].sort((a, b) => (a.address < b.address ? -1 : 1)) })).sort((a, b) => (a.key < b.key ? -1 : 1));
+
+describe('reconcile diff', () => {
+  it('makes no operation when the kernel already holds the desired state', () => {
+    const t = [svc('TCP/192.0.2.1:80', [['198.51.100.21', 1], ['198.51.100.22', 1]])];
+    assert.deepEqual(diff({ desired: t, actual: structuredClone(t), owned: () => true }), []);
+  });
+
+  it('changes weight and scheduler in place instead of deleting and re-adding', () => {
+    const have = [svc('TCP/192.0.2.1:80', [['198.51.100.21', 1], ['198.51.100.22', 1]])];
+    const want = [svc('TCP/192.0.2.1:80', [['198.51.100.21', 1], ['198.51.100.22', 0]], { scheduler: 'wlc', schedulerFlags: [] })];
+    const ops = diff({ desired: want, actual: have, owned: () => true });
+    assert.deepEqual(ops.map((o) => `${o.op} ${'changed' in o ? o.changed.join('+') : ''}`), ['update-service scheduler+schedulerFlags', 'update-destination weight']);
+  });
+
+  it('never touches a foreign service, and deletes an owned one without deleting its destinations one by one', () => {
+    const have = [svc('TCP/192.0.2.1:80', [['198.51.100.21', 1]]), svc('TCP/203.0.113.9:22', [['198.51.100.99', 1]])];
+    const ops = diff({ desired: [], actual: have, owned: (k) => k.startsWith('TCP/192.0.2.') });
+    assert.deepEqual(ops.map((o) => `${o.op} ${o.service.key}`), ['delete-service TCP/192.0.2.1:80']);
+  });
+
+  it('orders service additions before their destinations and removals last', () => {
+    const have = [svc('TCP/192.0.2.1:80', [['198.51.100.21', 1]])];
+    const want = [svc('TCP/192.0.2.2:80', [['198.51.100.21', 1]])];
+    const ops = diff({ desired: want, actual: have, owned: () => true });
+    assert.deepEqual(ops.map((o) => o.op), ['add-service', 'add-destination', 'delete-service']);
+  });
+
+  it('for any tables, applying the diff yields the desired table plus the untouched foreign services', () => {
+    const addr = fc.constantFrom('198.51.100.21', '198.51.100.22', '198.51.100.23', '198.51.100.24');
+    const dests = fc.uniqueArray(fc.tuple(addr, fc.integer({ min: 0, max: 3 })), { selector: (d) => d[0], maxLength: 4 });
+    const key = fc.constantFrom('TCP/192.0.2.1:80', 'TCP/192.0.2.1:443', 'UDP/192.0.2.2:53', 'TCP/203.0.113.5:80', 'TCP/203.0.113.6:22');
+    const table = fc.uniqueArray(
+      fc.tuple(key, dests, fc.constantFrom('mh', 'wlc'), fc.option(fc.constantFrom(60, 600), { nil: undefined })),
+      { selector: (t) => t[0], maxLength: 5 },
+    ).map((rows) => rows.map(([k, d, sched, p]) => svc(k, d, { scheduler: sched, schedulerFlags: sched === 'mh' ? ['mh-port'] : [], persistenceTimeoutSeconds: p })));
+    const isOurs = (k: string) => k.includes('192.0.2.');
+    fc.assert(fc.property(table, table, (actual, desiredAll) => {
+      const desired = desiredAll.filter((s) => isOurs(s.key));
+      const ops = diff({ desired, actual, owned: isOurs });
+      const result = apply(actual, ops);
+      const foreign = actual.filter((s) => !isOurs(s.key));
+      assert.deepEqual(norm(result), norm([...desired, ...foreign]));
+      // A second pass finds nothing left to do.
+      assert.deepEqual(diff({ desired, actual: result, owned: isOurs }), []);
+    }), { numRuns: 500 });
+  });
+});
