@@ -1,0 +1,318 @@
+// The IPVS client: resolves the generic netlink family, sends codec requests over one serialized transport,
+// turns kernel errnos into NetlinkError with a code and a message naming the service/destination.
+// It never sends IPVS_CMD_FLUSH: ipvs-lb owns only the services it created (docs/kernel.md).
+import { execa } from 'execa';
+import {
+  decodeConfigMsg,
+  decodeDaemonMsg,
+  decodeDestMsg,
+  decodeFamily,
+  decodeInfoMsg,
+  decodeServiceMsg,
+  delDaemonRequest,
+  delDestRequest,
+  delServiceRequest,
+  dumpDaemonsRequest,
+  dumpDestsRequest,
+  dumpServicesRequest,
+  getConfigRequest,
+  getFamilyPayload,
+  getInfoRequest,
+  getServiceRequest,
+  type IpvsRequest,
+  newDaemonRequest,
+  newDestRequest,
+  newServiceRequest,
+  serviceKeyAttrs,
+  setConfigRequest,
+  setDestRequest,
+  setServiceRequest,
+  zeroRequest,
+} from './codec.js';
+import { GENL_ID_CTRL, IPVS_GENL_NAME, NETLINK_GENERIC } from './constants.js';
+import { ERRNO, NetlinkError, NetlinkTransportError } from './errors.js';
+import { NetlinkDecodeError } from './netlink.js';
+import { kernelErrno, NetlinkTransport, type TransportCounters, type TransportOptions } from './transport.js';
+import type {
+  Destination,
+  DestinationSpec,
+  IpvsInfo,
+  IpvsTimeouts,
+  Service,
+  ServiceKey,
+  ServiceSpec,
+  SyncDaemon,
+  SyncDaemonSpec,
+  SyncRole,
+} from './types.js';
+
+/** One write operation for IpvsClient.apply(). */
+export type IpvsOp =
+  | { op: 'add-service'; service: ServiceSpec }
+  | { op: 'edit-service'; service: ServiceSpec }
+  | { op: 'delete-service'; service: ServiceKey }
+  | { op: 'add-dest'; service: ServiceKey; dest: DestinationSpec }
+  | { op: 'edit-dest'; service: ServiceKey; dest: DestinationSpec }
+  | { op: 'delete-dest'; service: ServiceKey; dest: { address: string; port: number } };
+
+export interface OpResult {
+  op: IpvsOp;
+  /** undefined when the kernel accepted it. */
+  error: NetlinkError | undefined;
+}
+
+export interface ServiceWithDests {
+  service: Service;
+  destinations: Destination[];
+}
+
+export interface IpvsClientOptions extends Partial<Omit<TransportOptions, 'protocol' | 'groups'>> {
+  /** Try `modprobe ip_vs` when the family is missing (needs CAP_SYS_MODULE). Default true. */
+  loadModule?: boolean;
+}
+
+export function requestFor(op: IpvsOp): IpvsRequest {
+  switch (op.op) {
+    case 'add-service':
+      return newServiceRequest(op.service);
+    case 'edit-service':
+      return setServiceRequest(op.service);
+    case 'delete-service':
+      return delServiceRequest(op.service);
+    case 'add-dest':
+      return newDestRequest(op.service, op.dest);
+    case 'edit-dest':
+      return setDestRequest(op.service, op.dest);
+    case 'delete-dest':
+      return delDestRequest(op.service, op.dest);
+  }
+}
+
+/** Explains an errno for the kind of request that got it (the kernel's own reasons in ip_vs_ctl.c). */
+export function kernelError(req: Pick<IpvsRequest, 'cmd' | 'describe' | 'subject'>, errno: number): NetlinkError {
+  const verb = req.describe.split(' ')[0];
+  let hint: string | undefined;
+  switch (errno) {
+    case ERRNO.EPERM:
+      hint = 'not permitted (needs CAP_NET_ADMIN in this network namespace)';
+      break;
+    case ERRNO.ENOMEM:
+      hint = 'the kernel is out of memory';
+      break;
+    case ERRNO.EAFNOSUPPORT:
+      hint = 'this kernel was built without IPv6 support in IPVS';
+      break;
+    case ERRNO.EEXIST:
+      hint = req.subject === 'dest' ? 'the destination already exists' : req.subject === 'daemon' ? 'a sync daemon in that role is already running' : 'the service already exists';
+      break;
+    case ERRNO.ESRCH:
+      hint = req.subject === 'daemon' ? 'no sync daemon in that role is running' : 'no such service';
+      break;
+    case ERRNO.ENOENT:
+      hint =
+        req.subject === 'dest'
+          ? 'no such destination'
+          : req.subject === 'service' && (verb === 'add' || verb === 'edit')
+            ? 'scheduler or persistence engine not available (kernel module ip_vs_<name> missing)'
+            : 'not found';
+      break;
+    case ERRNO.EINVAL:
+      hint =
+        req.subject === 'dest'
+          ? 'invalid destination (a real server must be a unicast address this namespace can route, thresholds lower <= upper)'
+          : 'invalid arguments for the kernel';
+      break;
+    case ERRNO.ENODEV:
+      hint = 'no such network interface';
+      break;
+    case ERRNO.EBUSY:
+      hint = 'busy';
+      break;
+  }
+  return new NetlinkError(errno, req.describe, hint);
+}
+
+export class IpvsClient {
+  private constructor(
+    private readonly transport: NetlinkTransport,
+    /** The dynamically allocated generic netlink family id of "IPVS" in this network namespace's kernel. */
+    readonly familyId: number,
+  ) {}
+
+  /** Opens a generic netlink socket and resolves the IPVS family (loading ip_vs if allowed and needed). */
+  static async open(opts: IpvsClientOptions = {}): Promise<IpvsClient> {
+    const transport = new NetlinkTransport({ ...opts, protocol: NETLINK_GENERIC });
+    try {
+      let id: number | undefined;
+      try {
+        id = await resolveFamily(transport, IPVS_GENL_NAME);
+      } catch (e) {
+        if (kernelErrno(e) !== ERRNO.ENOENT || opts.loadModule === false) throw e;
+        await execa('modprobe', ['ip_vs'], { reject: false });
+        id = await resolveFamily(transport, IPVS_GENL_NAME);
+      }
+      return new IpvsClient(transport, id);
+    } catch (e) {
+      transport.close();
+      const errno = kernelErrno(e);
+      if (errno === ERRNO.ENOENT) {
+        throw new NetlinkError(errno, 'resolve generic netlink family IPVS', 'this kernel has no IPVS (module ip_vs neither loaded nor loadable)');
+      }
+      if (errno !== undefined) throw new NetlinkError(errno, 'resolve generic netlink family IPVS');
+      throw e;
+    }
+  }
+
+  /** sendmsg calls and messages so far (benchmarks compare them with ipvsadm). */
+  get counters(): TransportCounters {
+    return this.transport.counters;
+  }
+
+  close(): void {
+    this.transport.close();
+  }
+
+  async info(): Promise<IpvsInfo> {
+    const [reply] = await this.call(getInfoRequest());
+    if (!reply) throw new NetlinkTransportError('EBADMSG', 'get IPVS info: no reply');
+    return decode(() => decodeInfoMsg(reply), 'get IPVS info');
+  }
+
+  async timeouts(): Promise<IpvsTimeouts> {
+    const [reply] = await this.call(getConfigRequest());
+    if (!reply) throw new NetlinkTransportError('EBADMSG', 'get IPVS timeouts: no reply');
+    return decode(() => decodeConfigMsg(reply), 'get IPVS timeouts');
+  }
+
+  async setTimeouts(t: Partial<IpvsTimeouts>): Promise<void> {
+    await this.call(setConfigRequest(t));
+  }
+
+  async services(): Promise<Service[]> {
+    const req = dumpServicesRequest();
+    const replies = await this.call(req);
+    return replies.map((p) => decode(() => decodeServiceMsg(p), req.describe));
+  }
+
+  /** One service, or undefined when the kernel has no such service. */
+  async service(key: ServiceKey): Promise<Service | undefined> {
+    const req = getServiceRequest(key);
+    try {
+      const [reply] = await this.call(req);
+      return reply ? decode(() => decodeServiceMsg(reply), req.describe) : undefined;
+    } catch (e) {
+      if (e instanceof NetlinkError && (e.code === 'ESRCH' || e.code === 'ENOENT')) return undefined;
+      throw e;
+    }
+  }
+
+  async destinations(key: ServiceKey): Promise<Destination[]> {
+    const { family } = serviceKeyAttrs(key);
+    const req = dumpDestsRequest(key);
+    const replies = await this.call(req);
+    return replies.map((p) => decode(() => decodeDestMsg(p, family), req.describe));
+  }
+
+  /** Every service with its destinations (a service deleted between the two dumps is skipped). */
+  async snapshot(): Promise<ServiceWithDests[]> {
+    const out: ServiceWithDests[] = [];
+    for (const service of await this.services()) {
+      const key = keyOf(service);
+      try {
+        out.push({ service, destinations: await this.destinations(key) });
+      } catch (e) {
+        if (e instanceof NetlinkError && e.code === 'ESRCH') continue;
+        throw e;
+      }
+    }
+    return out;
+  }
+
+  addService(spec: ServiceSpec): Promise<void> {
+    return this.write(newServiceRequest(spec));
+  }
+  /** Changes scheduler, flags or persistence in place: existing connections are kept. */
+  editService(spec: ServiceSpec): Promise<void> {
+    return this.write(setServiceRequest(spec));
+  }
+  deleteService(key: ServiceKey): Promise<void> {
+    return this.write(delServiceRequest(key));
+  }
+  addDestination(key: ServiceKey, d: DestinationSpec): Promise<void> {
+    return this.write(newDestRequest(key, d));
+  }
+  /** Changes weight, thresholds or forwarding in place. */
+  editDestination(key: ServiceKey, d: DestinationSpec): Promise<void> {
+    return this.write(setDestRequest(key, d));
+  }
+  deleteDestination(key: ServiceKey, d: { address: string; port: number }): Promise<void> {
+    return this.write(delDestRequest(key, d));
+  }
+  /** Zeroes counters of one service (or all services). */
+  zero(key?: ServiceKey): Promise<void> {
+    return this.write(zeroRequest(key));
+  }
+
+  /**
+   * Applies many operations in order with as few syscalls as possible (see NetlinkTransport.batch). Every
+   * operation is attempted, even after a failure; the result tells which ones the kernel refused and why.
+   * Input errors (IpvsInputError) are thrown before anything is sent.
+   */
+  async apply(ops: readonly IpvsOp[]): Promise<OpResult[]> {
+    const reqs = ops.map(requestFor);
+    const errnos = await this.transport.batch(reqs.map((r) => ({ type: this.familyId, flags: 0, payload: r.payload })));
+    return ops.map((op, i) => ({ op, error: errnos[i] ? kernelError(reqs[i]!, errnos[i]!) : undefined }));
+  }
+
+  async syncDaemons(): Promise<SyncDaemon[]> {
+    const req = dumpDaemonsRequest();
+    const replies = await this.call(req);
+    return replies.map((p) => decode(() => decodeDaemonMsg(p), req.describe));
+  }
+  startSyncDaemon(spec: SyncDaemonSpec): Promise<void> {
+    return this.write(newDaemonRequest(spec));
+  }
+  stopSyncDaemon(role: SyncRole): Promise<void> {
+    return this.write(delDaemonRequest(role));
+  }
+
+  private async write(req: IpvsRequest): Promise<void> {
+    await this.call(req);
+  }
+
+  /** Sends one request or dump; returns the reply payloads. */
+  private async call(req: IpvsRequest): Promise<Buffer[]> {
+    try {
+      const msg = { type: this.familyId, flags: 0, payload: req.payload };
+      const replies = req.dump ? await this.transport.dump(msg) : await this.transport.request(msg);
+      return replies.map((m) => m.payload);
+    } catch (e) {
+      const errno = kernelErrno(e);
+      if (errno !== undefined) throw kernelError(req, errno);
+      if (e instanceof NetlinkTransportError) throw new NetlinkTransportError(e.code, `${req.describe}: ${e.message}`);
+      throw e;
+    }
+  }
+}
+
+/** The key of a decoded service, to address it in later requests. */
+export function keyOf(s: Service): ServiceKey {
+  if (s.fwmark) return { fwmark: s.fwmark, family: s.family };
+  return { address: s.address!, protocol: s.protocol!, port: s.port };
+}
+
+function decode<T>(fn: () => T, what: string): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof NetlinkDecodeError) throw new NetlinkTransportError('EBADMSG', `${what}: undecodable reply: ${e.message}`);
+    throw e;
+  }
+}
+
+export async function resolveFamily(transport: NetlinkTransport, name: string): Promise<number> {
+  const replies = await transport.request({ type: GENL_ID_CTRL, flags: 0, payload: getFamilyPayload(name) });
+  const reply = replies[0];
+  if (!reply) throw new NetlinkTransportError('EBADMSG', `resolve generic netlink family ${name}: no reply`);
+  return decode(() => decodeFamily(reply.payload), `resolve generic netlink family ${name}`).id;
+}
