@@ -180,6 +180,19 @@ export class Ipam {
     return { uid: svc.uid, ok: true, allocations: this.ordered4(this.byUid.get(svc.uid) ?? [], svc), refusal: undefined, degraded, changes };
   }
 
+  /**
+   * True when the Service already holds an address for every family it wants and every one of them is
+   * compatible with its request: ensure() would then allocate nothing. Start-up confirms these first.
+   */
+  isSatisfied(svc: ServiceRequest): boolean {
+    const held = this.byUid.get(svc.uid) ?? [];
+    if (held.length !== svc.ipFamilies.length) return false;
+    return svc.ipFamilies.every((f) => {
+      const a = held.find((x) => x.family === f);
+      return a !== undefined && this.compatible(a, svc);
+    });
+  }
+
   /** Releases everything the Service holds (deleted, no longer LoadBalancer, or no longer ours). */
   release(uid: string, now: number, reason: string): Change[] {
     const changes = this.expire(now);
