@@ -1,0 +1,149 @@
+// Wiring of the VRRP side of the daemon: render + validate + swap keepalived.conf, run keepalived, read its
+// notify FIFO, fold everything through the reducer and run the effects. No decisions live here; they are in
+// state.ts (what to do) and supervisor.ts (when to restart).
+import { mkdir } from 'node:fs/promises';
+import { EventEmitter } from 'node:events';
+import type { VrrpConfig } from '../config/types.js';
+import type { Logger } from '../util/log.js';
+import { EffectRunner, type EffectSink, type SyncDaemonController, type VipController } from './effects.js';
+import { NotifyFifo } from './fifo.js';
+import { installKeepalivedConfig } from './install.js';
+import type { NotifyEvent } from './notify.js';
+import { requestStates } from './recover.js';
+import { keepalivedPaths, renderKeepalivedConf, type DaemonTracking, type KeepalivedPaths } from './render.js';
+import { initialWorld, reduce, type Step, type VrrpEvent, type VrrpWorld } from './state.js';
+import { KeepalivedSupervisor, type SupervisorOptions } from './supervisor.js';
+import { chooseTracking, claimDaemonIdentity } from './tracking.js';
+
+export interface VrrpControllerOptions {
+  config: VrrpConfig;
+  vips: VipController;
+  sync?: SyncDaemonController | undefined;
+  log: Logger;
+  /** Run keepalived (and its config check) in this network namespace. */
+  netns?: string | undefined;
+  /** Default: track_process in the initial namespace, the pid-file script elsewhere. */
+  tracking?: DaemonTracking;
+  scriptUser?: string;
+  /** Name this process `ipvs-lb` and write its pid file (default true; the tracker needs both). */
+  claimIdentity?: boolean;
+  supervisor?: Partial<Pick<SupervisorOptions, 'backoff' | 'stableAfterMs' | 'stopTimeoutMs' | 'adoptPollMs' | 'random'>>;
+  /** Where keepalived writes its JSON state dump (fixed in 2.2.7; tests may point elsewhere). */
+  jsonDumpFile?: string;
+  sink?: EffectSink;
+}
+
+interface Events {
+  transition: [{ event: VrrpEvent; step: Step }];
+}
+
+export class VrrpController extends EventEmitter<Events> {
+  readonly paths: KeepalivedPaths;
+  private config: VrrpConfig;
+  private world: VrrpWorld;
+  private readonly runner: EffectRunner;
+  private readonly fifo: NotifyFifo;
+  private readonly supervisor: KeepalivedSupervisor;
+  private readonly tracking: DaemonTracking;
+  private releaseIdentity: (() => void) | undefined;
+
+  constructor(private readonly o: VrrpControllerOptions) {
+    super();
+    this.config = o.config;
+    this.paths = keepalivedPaths(o.config.configPath);
+    this.world = initialWorld(o.config.groups.map((g) => g.name));
+    this.runner = new EffectRunner(o.vips, o.sync, o.log, o.sink);
+    const advert = Math.min(1, ...o.config.groups.map((g) => g.advertIntervalSeconds));
+    this.tracking =
+      o.tracking ??
+      chooseTracking({ pidFile: this.paths.daemonPid, advertSeconds: advert, ...(o.netns ? { initialNetns: false } : {}) });
+    this.fifo = new NotifyFifo(this.paths.fifo, (e) => this.onNotify(e), o.log);
+    this.supervisor = new KeepalivedSupervisor({ keepalivedPath: o.config.keepalivedPath, paths: this.paths, netns: o.netns, log: o.log, ...o.supervisor });
+    this.supervisor.on('started', ({ pid, adopted }) => {
+      o.log.info({ pid, adopted }, 'keepalived running');
+      void this.dispatch({ type: 'keepalived-started' });
+    });
+    this.supervisor.on('exited', (e) => {
+      o.log.error({ code: e.code, signal: e.signal, lastLines: e.lastLines }, 'keepalived exited');
+      void this.dispatch({ type: 'keepalived-exited', code: e.code, signal: e.signal });
+    });
+    this.supervisor.on('restart-scheduled', (r) => o.log.warn(r, 'keepalived restart scheduled'));
+  }
+
+  get state(): VrrpWorld {
+    return this.world;
+  }
+
+  get keepalivedPid(): number | undefined {
+    return this.supervisor.pid;
+  }
+
+  get crashes(): number {
+    return this.supervisor.crashes;
+  }
+
+  render(config: VrrpConfig = this.config): string {
+    return renderKeepalivedConf(config, { fifoPath: this.paths.fifo, tracking: this.tracking, scriptUser: this.o.scriptUser ?? 'root' });
+  }
+
+  private onNotify(e: NotifyEvent): void {
+    if (e.kind !== 'INSTANCE') {
+      this.o.log.debug({ notify: e }, 'ignored keepalived group notification (no sync groups are rendered)');
+      return;
+    }
+    void this.dispatch({ type: 'state', group: e.name, state: e.state });
+  }
+
+  /** Feed one event through the reducer; resolves when its effects have run. */
+  dispatch(event: VrrpEvent): Promise<void> {
+    const step = reduce(this.world, event);
+    this.world = step.world;
+    this.emit('transition', { event, step });
+    return this.runner.run(step.effects);
+  }
+
+  /** Resolves when every effect asked for so far has run. */
+  idle(): Promise<void> {
+    return this.runner.idle();
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.config.configPath.replace(/\/[^/]*$/, '') || '/', { recursive: true, mode: 0o750 });
+    if (this.o.claimIdentity !== false) this.releaseIdentity = claimDaemonIdentity(this.paths.daemonPid);
+    await installKeepalivedConfig(this.paths.config, this.render(), { keepalivedPath: this.config.keepalivedPath, netns: this.o.netns });
+    // The FIFO is open before keepalived starts, so no transition is written while nobody listens.
+    await this.fifo.open();
+    const adopted = await this.supervisor.start();
+    if (adopted) {
+      const states = await requestStates((sig) => this.supervisor.signal(sig), {
+        keepalivedPath: this.config.keepalivedPath,
+        ...(this.o.jsonDumpFile ? { dumpFile: this.o.jsonDumpFile } : {}),
+      });
+      if (states) await this.dispatch({ type: 'recovered', states });
+      else this.o.log.warn('the adopted keepalived did not dump its state; waiting for its next notification');
+    }
+  }
+
+  /**
+   * A new config: render it, and if the bytes differ, validate, swap and SIGHUP keepalived (a reload keeps
+   * the instances' states). Throws KeepalivedConfigError, leaving the running file alone, if keepalived
+   * refuses it. Returns whether anything changed.
+   */
+  async applyConfig(config: VrrpConfig): Promise<boolean> {
+    const text = this.render(config);
+    const r = await installKeepalivedConfig(this.paths.config, text, { keepalivedPath: config.keepalivedPath, netns: this.o.netns });
+    this.config = config;
+    await this.dispatch({ type: 'groups-changed', groups: config.groups.map((g) => g.name) });
+    if (r.changed) this.supervisor.reload();
+    return r.changed;
+  }
+
+  /** Release every VIP, stop the sync daemon, stop keepalived, close the FIFO. */
+  async stop(): Promise<void> {
+    await this.dispatch({ type: 'shutdown' });
+    await this.supervisor.stop();
+    await this.fifo.close({ remove: true });
+    this.releaseIdentity?.();
+    this.releaseIdentity = undefined;
+  }
+}
