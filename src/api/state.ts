@@ -1,0 +1,106 @@
+// What the REST API reads and triggers. The daemon implements it over its live parts (ledger, model, kernel,
+// VRRP supervisor); the CLI's offline mode implements the read side over a read-only ledger. The API itself
+// holds no state.
+export interface PoolUsage {
+  name: string;
+  /** Decimal strings: an IPv6 /64 does not fit a JSON number. */
+  size: string;
+  used: number;
+  free: string;
+  orphaned: number;
+  autoAssign: boolean;
+  addresses: string[];
+}
+
+export interface AllocationRow {
+  address: string;
+  family: 4 | 6;
+  pool: string;
+  namespace: string;
+  name: string;
+  uid: string;
+  sharingKey: string | null;
+  ports: string[];
+  allocatedAt: string;
+  orphaned: boolean;
+}
+
+export interface RealServerView {
+  address: string;
+  port: number;
+  node: string;
+  weight: number;
+  state: string;
+  health: 'up' | 'down' | 'unknown';
+  activeConnections?: number;
+  inactiveConnections?: number;
+}
+
+export interface VirtualServiceView {
+  key: string;
+  vip: string;
+  protocol: string;
+  port: number;
+  scheduler: string;
+  forwarding: string;
+  service?: string;
+  owned: boolean;
+  stats?: { connections: number; packetsIn: number; packetsOut: number; bytesIn: number; bytesOut: number; cps: number };
+  realServers: RealServerView[];
+}
+
+export interface ServiceView {
+  namespace: string;
+  name: string;
+  allocations: AllocationRow[];
+  virtualServices: VirtualServiceView[];
+  problems: string[];
+}
+
+export interface VrrpGroupView {
+  name: string;
+  state: string;
+  since: string | null;
+  transitions: number;
+  vips: string[];
+}
+
+export interface AuditRow {
+  id: number;
+  at: string;
+  action: string;
+  address: string | null;
+  namespace: string | null;
+  name: string | null;
+  reason: string;
+  host: string;
+  term: number | null;
+}
+
+export interface HealthView {
+  ready: boolean;
+  checks: { ledger: boolean; kernel: boolean; reconciledOnce: boolean; kubernetes: boolean };
+  /** Reasons for anything not fine, including the fail-static notice when the API server is unreachable. */
+  messages: string[];
+}
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+  offset: number;
+  limit: number;
+}
+
+export interface ApiState {
+  pools(): PoolUsage[];
+  allocations(filter: { namespace?: string; pool?: string; address?: string; offset: number; limit: number }): Page<AllocationRow>;
+  allocation(address: string): AllocationRow[];
+  service(namespace: string, name: string): Promise<ServiceView | undefined>;
+  virtualServices(): Promise<VirtualServiceView[]>;
+  vrrp(): VrrpGroupView[];
+  events(page: { offset: number; limit: number }): Page<AuditRow>;
+  health(): HealthView;
+  reconcile(): Promise<{ operations: number; errors: number; durationMs: number }>;
+  reloadConfig(): Promise<{ ok: true; summary: string } | { ok: false; problems: string[] }>;
+  metrics(): Promise<{ contentType: string; body: string }>;
+}

@@ -1,0 +1,154 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { buildApiServer } from '../../src/api/server.js';
+import type { AllocationRow, ApiState } from '../../src/api/state.js';
+
+const TOKEN = 'test-token-0123456789abcdef';
+const rows: AllocationRow[] = [
+  { address: '192.0.2.1', family: 4, pool: 'default', namespace: 'default', name: 'whoami', uid: 'u1', sharingKey: null, ports: ['TCP/80'], allocatedAt: '2026-11-22T08:00:00.000Z', orphaned: false },
+  { address: '2001:db8::1', family: 6, pool: 'v6', namespace: 'edge', name: 'web', uid: 'u2', sharingKey: 'k', ports: ['TCP/443'], allocatedAt: '2026-11-22T08:00:01.000Z', orphaned: false },
+];
+
+/** A fixed, in-memory daemon view: these tests are about the HTTP surface (auth, validation, shapes). */
+function fixture(over: Partial<ApiState> = {}): ApiState & { reconciles: number } {
+  const s = {
+    reconciles: 0,
+    pools: () => [{ name: 'default', size: '257', used: 1, free: '256', orphaned: 0, autoAssign: true, addresses: ['192.0.2.0/24'] }],
+    allocations: (f: { namespace?: string; pool?: string; address?: string; offset: number; limit: number }) => {
+      const items = rows.filter((r) => (!f.namespace || r.namespace === f.namespace) && (!f.pool || r.pool === f.pool) && (!f.address || r.address === f.address));
+      return { items: items.slice(f.offset, f.offset + f.limit), total: items.length, offset: f.offset, limit: f.limit };
+    },
+    allocation: (ip: string) => rows.filter((r) => r.address === ip),
+    service: async (ns: string, name: string) => (ns === 'default' && name === 'whoami' ? { namespace: ns, name, allocations: [rows[0]!], virtualServices: [], problems: [] } : undefined),
+    virtualServices: async () => [],
+    vrrp: () => [{ name: 'a', state: 'MASTER', since: '2026-11-22T08:00:00.000Z', transitions: 1, vips: ['192.0.2.1'] }],
+    events: (p: { offset: number; limit: number }) => ({ items: [], total: 0, ...p }),
+    health: () => ({ ready: true, checks: { ledger: true, kernel: true, reconciledOnce: true, kubernetes: false }, messages: ['Kubernetes API unreachable: serving the last programmed state'] }),
+    reconcile: async () => {
+      s.reconciles++;
+      return { operations: 3, errors: 0, durationMs: 1 };
+    },
+    reloadConfig: async () => ({ ok: false as const, problems: ['pools[0].name: is required'] }),
+    metrics: async () => ({ contentType: 'text/plain; version=0.0.4', body: 'ipvs_lb_up 1\n' }),
+    ...over,
+  };
+  return s;
+}
+
+async function serve(host: string, state: ApiState): Promise<{ app: FastifyInstance; url: string }> {
+  // The listen host decides the read policy; the socket itself is always on loopback in tests.
+  const app = await buildApiServer({ state, token: TOKEN, listen: { host, port: 0 } });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = app.server.address() as { port: number };
+  return { app, url: `http://127.0.0.1:${addr.port}` };
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const json = async (r: Response | Promise<Response>): Promise<any> => (await r).json();
+const auth = { authorization: `Bearer ${TOKEN}` };
+
+describe('REST API on loopback', () => {
+  let url = '';
+  let app: FastifyInstance;
+  const state = fixture();
+  before(async () => ({ app, url } = await serve('127.0.0.1', state)));
+  after(async () => app.close());
+
+  it('serves reads without a token and reports health and readiness', async () => {
+    assert.deepEqual(await json(fetch(`${url}/healthz`)), { status: 'ok' });
+    const ready = await fetch(`${url}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.deepEqual((await json(ready)).checks.kubernetes, false);
+    const pools = await json(fetch(`${url}/api/v1/pools`));
+    assert.equal(pools.items[0].size, '257');
+    assert.equal(await (await fetch(`${url}/metrics`)).text(), 'ipvs_lb_up 1\n');
+  });
+
+  it('always requires the token for mutating endpoints, with one error shape', async () => {
+    const none = await fetch(`${url}/api/v1/reconcile`, { method: 'POST' });
+    assert.equal(none.status, 401);
+    assert.equal(none.headers.get('www-authenticate'), 'Bearer realm="ipvs-lb"');
+    assert.deepEqual(await json(none), { error: { code: 'Unauthorized', message: 'a valid bearer token is required (Authorization: Bearer TOKEN)' } });
+    const wrong = await fetch(`${url}/api/v1/reconcile`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}x` } });
+    assert.equal(wrong.status, 401);
+    assert.equal(state.reconciles, 0);
+    const ok = await fetch(`${url}/api/v1/reconcile`, { method: 'POST', headers: auth });
+    assert.equal(ok.status, 200);
+    assert.deepEqual(await json(ok), { operations: 3, errors: 0, durationMs: 1 });
+    assert.equal(state.reconciles, 1);
+  });
+
+  it('rejects unknown fields and bad values with 400 naming them', async () => {
+    const body = await fetch(`${url}/api/v1/reconcile`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ force: true }) });
+    assert.equal(body.status, 400);
+    assert.deepEqual(await json(body), { error: { code: 'BadRequest', message: 'body: unknown field "force": this endpoint takes none' } });
+    const q = await fetch(`${url}/api/v1/allocations?bogus=1`);
+    assert.equal(q.status, 400);
+    assert.match((await json(q)).error.message, /unknown field "bogus"/);
+    const lim = await fetch(`${url}/api/v1/allocations?limit=5000`);
+    assert.equal(lim.status, 400);
+    assert.match((await json(lim)).error.message, /querystring\.limit: must be <= 1000/);
+    const ip = await fetch(`${url}/api/v1/allocations?address=not-an-ip`);
+    assert.equal(ip.status, 400);
+    assert.deepEqual(await json(ip), { error: { code: 'BadRequest', message: 'querystring.address: must be an IP address (got "not-an-ip")' } });
+    const name = await fetch(`${url}/api/v1/services/Default/whoami`);
+    assert.equal(name.status, 400);
+    assert.match((await json(name)).error.message, /params\.namespace: must match pattern/);
+  });
+
+  it('filters and paginates allocations; canonicalizes addresses; 404s unknown ones', async () => {
+    const v6 = await json(fetch(`${url}/api/v1/allocations?address=2001:DB8:0::1`));
+    assert.deepEqual(v6.items.map((r: AllocationRow) => r.name), ['web']);
+    const page = await json(fetch(`${url}/api/v1/allocations?limit=1&offset=1`));
+    assert.deepEqual([page.total, page.items.length, page.items[0].name], [2, 1, 'web']);
+    assert.equal((await fetch(`${url}/api/v1/allocations/192.0.2.1`)).status, 200);
+    const missing = await fetch(`${url}/api/v1/allocations/192.0.2.99`);
+    assert.equal(missing.status, 404);
+    assert.deepEqual(await json(missing), { error: { code: 'NotFound', message: 'address 192.0.2.99 is not allocated' } });
+    assert.equal((await fetch(`${url}/api/v1/services/default/nope`)).status, 404);
+    assert.equal((await fetch(`${url}/api/v1/services/default/whoami`)).status, 200);
+  });
+
+  it('refuses an invalid config reload whole and says why', async () => {
+    const r = await fetch(`${url}/api/v1/config/reload`, { method: 'POST', headers: auth });
+    assert.equal(r.status, 400);
+    const j = await json(r);
+    assert.equal(j.error.code, 'InvalidConfig');
+    assert.deepEqual(j.problems, ['pools[0].name: is required']);
+  });
+
+  it('limits body size and answers unknown routes in the error shape', async () => {
+    const big = await fetch(`${url}/api/v1/reconcile`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ x: 'y'.repeat(100_000) }) });
+    assert.equal(big.status, 413);
+    assert.equal((await json(big)).error.code, 'PayloadTooLarge');
+    const nf = await fetch(`${url}/api/v1/nothing`);
+    assert.equal(nf.status, 404);
+    assert.deepEqual(await json(nf), { error: { code: 'NotFound', message: 'no route GET /api/v1/nothing' } });
+  });
+
+  it('publishes an OpenAPI document of every route', async () => {
+    const doc = await json(fetch(`${url}/api/v1/openapi.json`));
+    assert.equal(doc.openapi, '3.0.3');
+    for (const p of ['/api/v1/pools', '/api/v1/allocations', '/api/v1/allocations/{ip}', '/api/v1/services/{namespace}/{name}', '/api/v1/virtual-services', '/api/v1/vrrp', '/api/v1/events', '/api/v1/reconcile', '/api/v1/config/reload', '/healthz', '/readyz', '/metrics']) {
+      assert.ok(doc.paths[p], `missing ${p}`);
+    }
+    assert.deepEqual(doc.paths['/api/v1/reconcile'].post.security, [{ bearer: [] }]);
+  });
+});
+
+describe('REST API off loopback', () => {
+  let url = '';
+  let app: FastifyInstance;
+  before(async () => ({ app, url } = await serve('192.0.2.10', fixture({ health: () => ({ ready: false, checks: { ledger: true, kernel: false, reconciledOnce: false, kubernetes: true }, messages: ['kernel: IPVS netlink family not found'] }) }))));
+  after(async () => app.close());
+
+  it('requires the token for reads and metrics too, but not for health probes', async () => {
+    assert.equal((await fetch(`${url}/api/v1/pools`)).status, 401);
+    assert.equal((await fetch(`${url}/metrics`)).status, 401);
+    assert.equal((await fetch(`${url}/api/v1/pools`, { headers: auth })).status, 200);
+    const ready = await fetch(`${url}/readyz`);
+    assert.equal(ready.status, 503);
+    assert.deepEqual((await json(ready)).messages, ['kernel: IPVS netlink family not found']);
+  });
+});
