@@ -198,12 +198,13 @@ export function parseErrorPayload(payload: Buffer): { errno: number; origSeq: nu
   if (payload.length < 4) throw new NetlinkDecodeError(`netlink: error message of ${payload.length} bytes (< 4)`);
   const err = readS32(payload, 0);
   const origSeq = payload.length >= 4 + NLMSG_HDRLEN ? readU32(payload, 4 + 8) : undefined;
-  return { errno: -err, origSeq };
+  return { errno: err === 0 ? 0 : -err, origSeq };
 }
 
 /** A DONE message may carry a (negative) error of the dump. */
 export function parseDonePayload(payload: Buffer): number {
-  return payload.length >= 4 ? -readS32(payload, 0) : 0;
+  const err = payload.length >= 4 ? readS32(payload, 0) : 0;
+  return err === 0 ? 0 : -err;
 }
 
 // ---- generic netlink header ---------------------------------------------------------------------------------

@@ -1,0 +1,187 @@
+// The decoders read bytes from the kernel; a bug there (or a future kernel) must give a clear
+// NetlinkDecodeError, never a RangeError from deep inside Buffer, a wrong value or a hang.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import {
+  decodeConfigMsg,
+  decodeDaemonMsg,
+  decodeDestAttrs,
+  decodeDestMsg,
+  decodeFamily,
+  decodeInfoMsg,
+  decodeServiceAttrs,
+  decodeServiceMsg,
+  newDestRequest,
+  newServiceRequest,
+} from '../../src/ipvs/codec.js';
+import { canonicalIp } from '../../src/ipam/address.js';
+import { IpvsInputError } from '../../src/ipvs/errors.js';
+import { attr, encodeAttrs, encodeMsg, genlPayload, NetlinkDecodeError, parseAttrs, parseMsgs, u16, u32 } from '../../src/ipvs/netlink.js';
+import type { AddressServiceKey, DestinationSpec, ServiceSpec } from '../../src/ipvs/types.js';
+
+const decoders: [string, (b: Buffer) => unknown][] = [
+  ['service', decodeServiceMsg],
+  ['dest v4', (b) => decodeDestMsg(b, 4)],
+  ['dest v6', (b) => decodeDestMsg(b, 6)],
+  ['daemon', decodeDaemonMsg],
+  ['info', decodeInfoMsg],
+  ['config', decodeConfigMsg],
+  ['family', decodeFamily],
+  ['messages', parseMsgs],
+];
+
+/** Runs fn; passes if it returns or throws NetlinkDecodeError; fails on any other exception. */
+function decodesOrRejectsCleanly(fn: () => unknown): boolean {
+  try {
+    fn();
+    return true;
+  } catch (e) {
+    if (e instanceof NetlinkDecodeError) return true;
+    throw e;
+  }
+}
+
+// Well-formed attribute trees with random types and payloads reach deeper decoder paths than flat noise.
+const leaf = fc.record({ type: fc.integer({ min: 0, max: 16 }), value: fc.uint8Array({ maxLength: 24 }).map((a) => Buffer.from(a)) });
+const attrTree = fc.letrec<{ tree: Buffer }>((tie) => ({
+  tree: fc
+    .array(fc.oneof({ depthSize: 'small' }, leaf.map((l) => attr(l.type, l.value)), fc.record({ type: fc.integer({ min: 0, max: 16 }), inner: tie('tree') }).map((n) => attr(n.type, n.inner))), {
+      maxLength: 8,
+    })
+    .map((attrs) => encodeAttrs(attrs)),
+}));
+const genlLike = fc.tuple(fc.integer({ min: 0, max: 20 }), attrTree.tree).map(([cmd, attrs]) => Buffer.concat([Buffer.from([cmd, 1, 0, 0]), attrs]));
+
+const validService = newServiceRequest({ address: '192.0.2.10', protocol: 'tcp', port: 80, scheduler: 'wlc', persistence: { timeout: 60 } }).payload;
+const validDest = Buffer.concat([
+  Buffer.from([5, 1, 0, 0]),
+  encodeAttrs([
+    attr(2, [
+      attr(1, Buffer.from('c6336407000000000000000000000000', 'hex')),
+      attr(2, Buffer.from('0050', 'hex')),
+      attr(3, u32(3)),
+      attr(4, u32(1)),
+      attr(11, u16(2)),
+      attr(12, [attr(11, Buffer.alloc(0)), attr(1, Buffer.alloc(8, 1))]),
+    ]),
+  ]),
+]);
+
+describe('IPVS decoders never crash on bad input', () => {
+  for (const [name, decode] of decoders) {
+    it(`${name}: random bytes`, () => {
+      fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (a) => decodesOrRejectsCleanly(() => decode(Buffer.from(a)))), { numRuns: 2000 });
+    });
+    it(`${name}: random attribute trees`, () => {
+      fc.assert(fc.property(genlLike, (b) => decodesOrRejectsCleanly(() => decode(b))), { numRuns: 2000 });
+    });
+  }
+
+  it('every truncation of a valid service or destination message is rejected with a clear error', () => {
+    for (const [valid, decode] of [
+      [validService, decodeServiceMsg],
+      [validDest, (b: Buffer) => decodeDestMsg(b, 4)],
+    ] as const) {
+      decode(valid);
+      for (let n = 0; n < valid.length; n++) {
+        assert.throws(() => decode(valid.subarray(0, n)), NetlinkDecodeError, `truncated to ${n} bytes`);
+      }
+    }
+  });
+
+  it('byte flips in valid messages never escape as anything but NetlinkDecodeError', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: validService.length - 1 }), fc.integer({ min: 0, max: 255 }), (pos, byte) => {
+        const b = Buffer.from(validService);
+        b[pos] = byte;
+        return decodesOrRejectsCleanly(() => decodeServiceMsg(b));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('an attribute whose length runs past the end names the attribute and the offset', () => {
+    assert.throws(() => parseAttrs(Buffer.from('08000100aabb', 'hex'), 'service'), /^NetlinkDecodeError: service: attribute 1 at offset 0 has length 8, past the end \(6 bytes\)$/);
+    assert.throws(() => parseMsgs(Buffer.from('ff000000100000000000000000000000', 'hex')), /message at offset 0 has length 255/);
+  });
+});
+
+// Round trips: a request's nested service/destination has the kernel's reply layout minus the counters, so
+// decoding what we encode must give back what was asked.
+const v4 = fc.tuple(fc.constantFrom(192, 198, 203), fc.nat(255), fc.nat(255), fc.nat(255)).map((o) => o.join('.'));
+const v6 = fc.array(fc.nat(0xffff), { minLength: 6, maxLength: 6 }).map((p) => `2001:db8:${p.map((x) => x.toString(16)).join(':')}`);
+const serviceSpec: fc.Arbitrary<ServiceSpec & AddressServiceKey> = fc.oneof(v4, v6).chain((address) =>
+  fc.record({
+    address: fc.constant(address),
+    protocol: fc.constantFrom('tcp' as const, 'udp' as const, 'sctp' as const),
+    port: fc.integer({ min: 0, max: 65535 }),
+    scheduler: fc.constantFrom('rr', 'wrr', 'wlc', 'mh', 'sh'),
+    schedulerFlags: fc.subarray(['flag-1', 'flag-2', 'flag-3'] as const),
+    onePacket: fc.boolean(),
+    persistence: fc.option(fc.record({ timeout: fc.integer({ min: 1, max: 86400 }) }), { nil: undefined }),
+  }),
+);
+
+describe('IPVS codec round trips', () => {
+  it('service spec → request → decoded service', () => {
+    fc.assert(
+      fc.property(serviceSpec, (spec) => {
+        const s = decodeServiceAttrs(parseAttrs(newServiceRequest(spec).payload.subarray(4)).get(1)!);
+        assert.equal(s.address, canonicalIp(spec.address));
+        assert.equal(s.protocol, spec.protocol);
+        assert.equal(s.port, spec.port);
+        assert.equal(s.scheduler, spec.scheduler);
+        assert.deepEqual(s.schedulerFlags, [...(spec.schedulerFlags ?? [])].sort());
+        assert.equal(s.onePacket, spec.onePacket);
+        assert.equal(s.persistence?.timeout, spec.persistence?.timeout);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('destination spec → request → decoded destination', () => {
+    const dest: fc.Arbitrary<DestinationSpec> = fc.record({
+      address: v4,
+      port: fc.integer({ min: 0, max: 65535 }),
+      forwarding: fc.constantFrom('dr' as const, 'tun' as const, 'nat' as const),
+      weight: fc.integer({ min: 0, max: 0x7fffffff }),
+      upperThreshold: fc.integer({ min: 0, max: 1000 }),
+      lowerThreshold: fc.constant(0),
+    });
+    fc.assert(
+      fc.property(dest, (d) => {
+        const req = newDestRequest({ address: '192.0.2.1', protocol: 'tcp', port: 80 }, d);
+        const got = decodeDestAttrs(parseAttrs(req.payload.subarray(4)).get(2)!, 4);
+        assert.deepEqual(
+          { address: got.address, port: got.port, forwarding: got.forwarding, weight: got.weight, upperThreshold: got.upperThreshold, lowerThreshold: got.lowerThreshold },
+          { ...d },
+        );
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('random invalid ports and weights are refused as input errors, never sent', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.integer({ min: 65536 }), fc.integer({ max: -1 }), fc.double({ noInteger: true })), (bad) => {
+        assert.throws(() => newServiceRequest({ address: '192.0.2.1', protocol: 'tcp', port: bad, scheduler: 'rr' }), IpvsInputError);
+      }),
+    );
+  });
+
+  it('messages survive framing: concatenated frames split back into the same messages', () => {
+    fc.assert(
+      fc.property(fc.array(fc.record({ type: fc.integer({ min: 16, max: 0xffff }), flags: fc.nat(0xffff), seq: fc.nat(), payload: fc.uint8Array({ maxLength: 40 }) }), { maxLength: 10 }), (msgs) => {
+        const frames = msgs.map((m) => encodeMsg({ ...m, pid: 0, payload: Buffer.from(m.payload) }));
+        const back = parseMsgs(Buffer.concat(frames));
+        assert.equal(back.length, msgs.length);
+        back.forEach((b, i) => {
+          assert.equal(b.type, msgs[i]!.type);
+          assert.deepEqual([...b.payload], [...msgs[i]!.payload]);
+        });
+      }),
+    );
+    assert.deepEqual(genlPayload(1, 1, []).length, 4);
+  });
+});
