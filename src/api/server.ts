@@ -145,9 +145,14 @@ export async function buildApiServer(o: ApiServerOptions): Promise<FastifyInstan
   app.get('/api/v1/vrrp', { onRequest: read, config: { description: 'VRRP groups: state, since when, transitions' } }, async () => ({ items: o.state.vrrp() }));
   app.get('/api/v1/events', {
     onRequest: read,
-    config: { description: 'the audit log, newest first, paginated' },
-    schema: { querystring: Type.Object({ ...Paging }, { additionalProperties: false }) },
-  }, async (req) => o.state.events(req.query as { offset: number; limit: number }));
+    config: { description: 'the audit log, newest first; page with before=<next of the previous page>' },
+    schema: {
+      querystring: Type.Object({
+        before: Type.Optional(Type.Integer({ minimum: 1, description: 'only entries with a smaller id' })),
+        limit: Paging.limit,
+      }, { additionalProperties: false }),
+    },
+  }, async (req) => o.state.events(req.query as { before?: number; limit: number }));
 
   app.post('/api/v1/reconcile', {
     onRequest: write,

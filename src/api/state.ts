@@ -69,12 +69,19 @@ export interface AuditRow {
   id: number;
   at: string;
   action: string;
-  address: string | null;
-  namespace: string | null;
-  name: string | null;
   reason: string;
+  /** `namespace/name` */
+  service: string | null;
+  address: string | null;
+  pool: string | null;
   host: string;
-  term: number | null;
+  term: number;
+}
+
+/** Newest first; pass `next` as `before` to get the following page (null at the end). */
+export interface AuditPage {
+  items: AuditRow[];
+  next: number | null;
 }
 
 export interface HealthView {
@@ -98,7 +105,7 @@ export interface ApiState {
   service(namespace: string, name: string): Promise<ServiceView | undefined>;
   virtualServices(): Promise<VirtualServiceView[]>;
   vrrp(): VrrpGroupView[];
-  events(page: { offset: number; limit: number }): Page<AuditRow>;
+  events(page: { before?: number; limit: number }): AuditPage;
   health(): HealthView;
   reconcile(): Promise<{ operations: number; errors: number; durationMs: number }>;
   reloadConfig(): Promise<{ ok: true; summary: string } | { ok: false; problems: string[] }>;

@@ -23,7 +23,11 @@ function fixture(over: Partial<ApiState> = {}): ApiState & { reconciles: number 
     service: async (ns: string, name: string) => (ns === 'default' && name === 'whoami' ? { namespace: ns, name, allocations: [rows[0]!], virtualServices: [], problems: [] } : undefined),
     virtualServices: async () => [],
     vrrp: () => [{ name: 'a', state: 'MASTER', since: '2026-11-22T08:00:00.000Z', transitions: 1, vips: ['192.0.2.1'] }],
-    events: (p: { offset: number; limit: number }) => ({ items: [], total: 0, ...p }),
+    events: (p: { before?: number; limit: number }) => {
+      const all = [3, 2, 1].map((id) => ({ id, at: '2026-11-22T08:00:00.000Z', action: 'allocate', reason: 'NewService', service: 'default/whoami', address: '192.0.2.1', pool: 'default', host: 'lb1', term: 1 }));
+      const items = all.filter((r) => p.before === undefined || r.id < p.before).slice(0, p.limit);
+      return { items, next: items.length === p.limit ? items[items.length - 1]!.id : null };
+    },
     health: () => ({ ready: true, checks: { ledger: true, kernel: true, reconciledOnce: true, kubernetes: false }, messages: ['Kubernetes API unreachable: serving the last programmed state'] }),
     reconcile: async () => {
       s.reconciles++;
@@ -108,6 +112,14 @@ describe('REST API on loopback', () => {
     assert.deepEqual(await json(missing), { error: { code: 'NotFound', message: 'address 192.0.2.99 is not allocated' } });
     assert.equal((await fetch(`${url}/api/v1/services/default/nope`)).status, 404);
     assert.equal((await fetch(`${url}/api/v1/services/default/whoami`)).status, 200);
+  });
+
+  it('pages the audit log with a cursor', async () => {
+    const first = await json(fetch(`${url}/api/v1/events?limit=2`));
+    assert.deepEqual([first.items.map((r: { id: number }) => r.id), first.next], [[3, 2], 2]);
+    const second = await json(fetch(`${url}/api/v1/events?limit=2&before=${first.next}`));
+    assert.deepEqual([second.items.map((r: { id: number }) => r.id), second.next], [[1], null]);
+    assert.equal((await fetch(`${url}/api/v1/events?before=0`)).status, 400);
   });
 
   it('refuses an invalid config reload whole and says why', async () => {
