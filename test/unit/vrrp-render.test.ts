@@ -1,40 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { VrrpConfig, VrrpGroupConfig } from '../../src/config/types.js';
+import type { VrrpConfig } from '../../src/config/types.js';
+import { group, vrrp } from './vrrp-fixtures.js';
 import { parseConfigText } from '../../src/config/load.js';
 import { keepalivedPaths, markerAddress, renderKeepalivedConf, type RenderOptions } from '../../src/vrrp/render.js';
 import { RenderError } from '../../src/vrrp/safe.js';
-
-export function group(over: Partial<VrrpGroupConfig> = {}): VrrpGroupConfig {
-  return {
-    name: 'a',
-    virtualRouterId: 51,
-    priority: 150,
-    interface: 'eth0',
-    advertIntervalSeconds: 0.1,
-    preempt: false,
-    preemptDelaySeconds: 0,
-    peers: [],
-    unicastSourceIp: undefined,
-    trackInterfaces: [],
-    ...over,
-  };
-}
-
-export function vrrp(groups: VrrpGroupConfig[], over: Partial<VrrpConfig> = {}): VrrpConfig {
-  return {
-    enabled: true,
-    routerId: 'lb1',
-    keepalivedPath: '/usr/sbin/keepalived',
-    configPath: '/run/ipvs-lb/keepalived.conf',
-    garpRepeat: 3,
-    garpIntervalMs: 100,
-    syncDaemon: { enabled: true, interface: 'eth0', syncId: 1 },
-    groups,
-    ...over,
-  };
-}
 
 const opts: RenderOptions = { fifoPath: '/run/ipvs-lb/keepalived.fifo', tracking: { kind: 'process', processName: 'ipvs-lb' }, scriptUser: 'root' };
 
