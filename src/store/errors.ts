@@ -46,10 +46,10 @@ export function ledgerErrorFrom(err: unknown, path: string, doing: string): unkn
     return new LedgerError('CORRUPT', path, `${doing}: the database is damaged (${msg}); restore a backup or move the file away deliberately`, code);
   }
   if (code === 'SQLITE_READONLY' || code.startsWith('SQLITE_READONLY_') || code === 'SQLITE_FULL' || code === 'SQLITE_PERM' || code.startsWith('SQLITE_IOERR')) {
-    return new LedgerError('UNWRITABLE', path, `${doing}: cannot write (${msg})`, code);
+    return new LedgerError('UNWRITABLE', path, `${doing}: cannot write (${msg}); check that the daemon's user can write the file and its directory, and that the disk is not full or mounted read-only`, code);
   }
   if (code === 'SQLITE_CANTOPEN' || code.startsWith('SQLITE_CANTOPEN_')) {
-    return new LedgerError('CANNOT_OPEN', path, `${doing}: cannot open the file (${msg})`, code);
+    return new LedgerError('CANNOT_OPEN', path, `${doing}: cannot open the file (${msg}); is the directory missing or not writable, or is the path a directory?`, code);
   }
   return err;
 }
