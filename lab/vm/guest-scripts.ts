@@ -2,7 +2,7 @@
 // User-Mode Linux, 9p from an initramfs under QEMU); both end in a chroot into an overlay of the host's root
 // (read-only below, tmpfs above) with the run directory mounted writable at its host path, and exec stage 2,
 // which is common: mounts, then either the caller's script or the control agent.
-import { assertPlainPath, shq } from './shell.js';
+import { assertPlainPath, shArgv, shq } from './shell.js';
 
 /** Markers the guest prints on its console; the host parses them out of the output. */
 export const MARK = {
@@ -83,6 +83,7 @@ mount -t overlay overlay -o lowerdir=/,upperdir=/mnt/upper,workdir=/mnt/work /mn
 mkdir -p /mnt/root${run}
 mount -t hostfs none /mnt/root${run} -o ${run}
 umount /proc
+# chroot as PID 1 (see the QEMU init): module autoloading then runs the chroot's /sbin/modprobe.
 exec chroot /mnt/root /bin/bash ${run}/stage2.sh
 `;
 }
@@ -108,7 +109,31 @@ mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work 
 mkdir -p "/newroot$RUN"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 labrun "/newroot$RUN" || { echo "lab: run dir mount failed"; poweroff -f; }
 umount /proc
+# chroot as PID 1: kernel threads share PID 1's fs_struct, so its new root is theirs too and the kernel's module autoloading
+# (IPVS schedulers, nft expressions) runs the chroot's /sbin/modprobe.
 exec chroot /newroot /bin/bash "$RUN/stage2.sh"
+`;
+}
+
+export interface BackgroundLaunch {
+  runDir: string;
+  name: string;
+  argv: readonly string[];
+  /** Enter this namespace first; leave out when the launching shell already runs in it. */
+  ns?: string;
+  logPath: string;
+}
+
+/** Shell text that starts a background process the lab can track: its own session (so a signal reaches the
+ * whole group), output to logPath, PID in RUN/procs/NAME.pid, exit status in RUN/procs/NAME.exit. A small
+ * bash waits for it: it traps the stop signals only to survive them long enough to record the status (the
+ * command itself gets default dispositions back at exec). */
+export function backgroundLaunch(b: BackgroundLaunch): string {
+  const procs = `${b.runDir}/procs/${b.name}`;
+  const prefix = b.ns ? `ip netns exec ${shq(b.ns)} ` : '';
+  const recorder = ['bash', '-c', 'trap : TERM INT HUP; "$@"; echo $? > "$0"', `${procs}.exit`, ...b.argv];
+  return `setsid ${prefix}${shArgv(recorder)} >${shq(b.logPath)} 2>&1 </dev/null &
+echo $! > ${shq(`${procs}.pid`)}
 `;
 }
 

@@ -257,7 +257,7 @@ export class Machine {
       rmSync(this.shmDir, { recursive: true, force: true });
       this.ownership.forgetDir(this.shmDir);
     }
-    for (const f of ['ctl', 'procs', 'stage1.sh', 'stage2.sh', 'script.sh', 'knobs.env']) {
+    for (const f of ['ctl', 'procs', 'topo', 'stage1.sh', 'stage2.sh', 'modprobe-helper.sh', 'script.sh', 'knobs.env']) {
       rmSync(join(this.runDir, f), { recursive: true, force: true });
     }
     if (this.artifactsTarget) {

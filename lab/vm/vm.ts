@@ -4,7 +4,7 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ExecFailedError, ExecTimeoutError, VmDiedError, VmTimeoutError } from './errors.js';
-import { execWrapper } from './guest-scripts.js';
+import { backgroundLaunch, execWrapper } from './guest-scripts.js';
 import { Machine, type VmOptions } from './machine.js';
 import { shArgv, shq } from './shell.js';
 import type { Backend } from './backends.js';
@@ -177,29 +177,43 @@ export class Vm {
   /** Starts a command in the background (own session, optionally in a namespace) and returns at once.
    * Its output is collected in artifacts/logs/NAME.log. Names are unique per VM. */
   async spawn(name: string, cmd: Command, opts: SpawnOptions = {}): Promise<GuestProcess> {
-    if (!PROC_RE.test(name)) throw new Error(`lab spawn name: ${JSON.stringify(name)} must match ${PROC_RE.source}`);
-    if (this.procs.has(name)) throw new Error(`lab spawn name: ${JSON.stringify(name)} is already used in this VM`);
+    this.checkProcName(name);
     checkNs(opts.ns);
-    const logPath = join(this.artifactsDir, 'logs', `${name}.log`);
-    const exitFile = join(this.runDir, 'procs', `${name}.exit`);
-    // The command runs under a small bash that records its exit status; bash traps the stop signals (so
-    // they reach the command with their default action) and writes the status once the command ends.
-    const inner: string[] = typeof cmd === 'string'
-      ? (writeFileSync(join(this.runDir, 'procs', `${name}.sh`), cmd), ['bash', join(this.runDir, 'procs', `${name}.sh`)])
-      : [...cmd];
-    if (inner.length === 0) throw new Error('lab spawn: empty command');
-    const recorder = ['bash', '-c', 'trap : TERM INT HUP; "$@"; echo $? > "$0"', exitFile, ...inner];
-    const prefix = opts.ns ? `ip netns exec ${shq(opts.ns)} ` : '';
+    let argv: string[];
+    if (typeof cmd === 'string') {
+      const file = join(this.runDir, 'procs', `${name}.sh`);
+      writeFileSync(file, cmd);
+      argv = ['bash', file];
+    } else {
+      argv = [...cmd];
+    }
+    if (argv.length === 0) throw new Error('lab spawn: empty command');
     const env = Object.entries(opts.env ?? {}).map(([k, v]) => {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new Error(`lab spawn env: invalid variable name ${JSON.stringify(k)}`);
       return `export ${k}=${shq(v)}\n`;
     });
-    const script = `${env.join('')}setsid ${prefix}${shArgv(recorder)} >${shq(logPath)} 2>&1 </dev/null &
-echo $!
-`;
-    const r = await this.run(script);
-    const pid = Number.parseInt(r.stdout.trim(), 10);
-    if (!Number.isInteger(pid)) throw new Error(`lab spawn ${name}: no pid from the guest (${r.stdout})`);
+    await this.run(env.join('') + backgroundLaunch({ runDir: this.runDir, name, argv, ns: opts.ns, logPath: this.logPath(name) }));
+    return this.adopt(name, opts.ns);
+  }
+
+  /** Host path of the log of background process NAME. */
+  logPath(name: string): string {
+    return join(this.artifactsDir, 'logs', `${name}.log`);
+  }
+
+  private checkProcName(name: string): void {
+    if (!PROC_RE.test(name)) throw new Error(`lab spawn name: ${JSON.stringify(name)} must match ${PROC_RE.source}`);
+    if (this.procs.has(name)) throw new Error(`lab spawn name: ${JSON.stringify(name)} is already used in this VM`);
+  }
+
+  /** Takes over a background process some guest script started with backgroundLaunch() (it wrote the pid file). */
+  adopt(name: string, ns?: string): GuestProcess {
+    this.checkProcName(name);
+    const pidFile = join(this.runDir, 'procs', `${name}.pid`);
+    const pid = existsSync(pidFile) ? Number.parseInt(readFileSync(pidFile, 'utf8'), 10) : Number.NaN;
+    if (!Number.isInteger(pid) || pid <= 1) throw new Error(`lab: background process ${name} did not record its pid in ${pidFile}`);
+    const exitFile = join(this.runDir, 'procs', `${name}.exit`);
+    const logPath = this.logPath(name);
     const readExit = (): number | undefined => {
       if (!existsSync(exitFile)) return undefined;
       const n = Number.parseInt(readFileSync(exitFile, 'utf8'), 10);
@@ -208,7 +222,7 @@ echo $!
     const proc: GuestProcess = {
       name,
       pid,
-      ns: opts.ns,
+      ns,
       logPath,
       log: () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : ''),
       signal: async (sig = 'TERM') => {
@@ -236,9 +250,7 @@ done
           await sleep(25);
         }
       },
-      running: async () => {
-        return (await this.exec(['kill', '-0', '--', `-${pid}`])).code === 0;
-      },
+      running: async () => (await this.exec(['kill', '-0', '--', `-${pid}`])).code === 0,
     };
     this.procs.set(name, proc);
     return proc;

@@ -1,0 +1,383 @@
+// The guest's network: named namespaces for LB hosts, Kubernetes nodes, clients and a router, on a switch
+// (bridges in their own namespace, so the guest's root namespace stays empty). Nodes accept VIP traffic the
+// ways real nodes do, so a test sees what a real cluster would do with what the LB sends:
+//   dnat       a DNAT rule for VIP:port (kube-proxy's nftables/iptables modes); the VIP is on no interface
+//   kube-ipvs0 the VIP on the NOARP dummy kube-ipvs0, left down, with arp_ignore=1/arp_announce=2
+//              (kube-proxy's IPVS mode with strictARP)
+//   tunl0      the VIP on tunl0 (module ipip) with rp_filter off, for IPVS tunnel forwarding
+//   lo         the classic DR real server: the VIP on lo with arp_ignore=1/arp_announce=2
+//   none       nothing: the node drops VIP traffic (a negative control)
+// Addresses come only from documentation ranges: hosts and nodes on the LAN 198.51.100.0/24, clients on the
+// LAN or behind the router on 203.0.113.0/24, VIPs from 192.0.2.0/24.
+//
+// The builder is a pure function from a spec to one bash script (few processes: everything is slow under
+// emulation); applyTopology() runs it and hands back the servers it started as GuestProcess handles.
+import { mkdirSync } from 'node:fs';
+import ipaddr from 'ipaddr.js';
+import { backgroundLaunch } from './guest-scripts.js';
+import { shArgv, shq } from './shell.js';
+import type { GuestProcess, Vm } from './vm.js';
+
+export type VipMode = 'dnat' | 'kube-ipvs0' | 'tunl0' | 'lo' | 'none';
+
+export interface LbHostSpec {
+  name: string;
+  /** LAN address (198.51.100.0/24). */
+  ip: string;
+  /** VIPs bound on eth0 at start (normally the daemon or keepalived binds them; this is for raw IPVS tests). */
+  vips?: string[];
+}
+
+export interface NodeSpec {
+  name: string;
+  /** LAN address (198.51.100.0/24). */
+  ip: string;
+  /** How the node accepts traffic for the VIPs. Default 'kube-ipvs0'. */
+  vipMode?: VipMode;
+  /** VIPs the node accepts (192.0.2.0/24). */
+  vips?: string[];
+  /** TCP ports with an HTTP server that answers with the node's name and the addresses it saw. Default [80]. */
+  http?: number[];
+  /** TCP ports with an echo server. Default none. */
+  echo?: number[];
+}
+
+export interface ClientSpec {
+  name: string;
+  /** 203.0.113.0/24 puts the client behind the router; 198.51.100.0/24 puts it on the LAN. */
+  ip: string;
+}
+
+export interface TopologySpec {
+  lbs?: LbHostSpec[];
+  nodes?: NodeSpec[];
+  clients?: ClientSpec[];
+}
+
+export const LAN = '198.51.100.0/24';
+export const WAN = '203.0.113.0/24';
+export const VIP_RANGE = '192.0.2.0/24';
+export const ROUTER = { name: 'router', lanIp: '198.51.100.1', wanIp: '203.0.113.1' } as const;
+/** The namespace that holds the bridges br-lan and br-wan. */
+export const SWITCH_NS = 'lab-sw';
+
+const NAME_RE = /^[a-z][a-z0-9-]{0,12}$/;
+const MODES: readonly VipMode[] = ['dnat', 'kube-ipvs0', 'tunl0', 'lo', 'none'];
+
+function inRange(field: string, value: string, cidrs: readonly string[]): string {
+  let addr: ipaddr.IPv4 | ipaddr.IPv6;
+  try {
+    if (!ipaddr.IPv4.isValidFourPartDecimal(value)) throw new Error('not dotted quad');
+    addr = ipaddr.parse(value);
+  } catch {
+    throw new Error(`topology ${field}: ${JSON.stringify(value)} is not an IPv4 address`);
+  }
+  const ok = cidrs.some((c) => {
+    const [net, bits] = ipaddr.parseCIDR(c);
+    return addr.kind() === net.kind() && addr.match(net, bits);
+  });
+  if (!ok) throw new Error(`topology ${field}: ${value} is outside ${cidrs.join(' and ')}`);
+  const last = Number(value.split('.')[3]);
+  if (last === 0 || last === 255) throw new Error(`topology ${field}: ${value} is a network or broadcast address`);
+  return value;
+}
+
+function ports(field: string, list: readonly number[] | undefined): number[] {
+  for (const p of list ?? []) {
+    if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`topology ${field}: ${JSON.stringify(p)} is not a TCP port`);
+  }
+  return [...(list ?? [])];
+}
+
+interface Checked {
+  lbs: Required<LbHostSpec>[];
+  nodes: Required<NodeSpec>[];
+  clients: (ClientSpec & { wan: boolean })[];
+  router: boolean;
+}
+
+/** Validates the whole spec before anything is built; every error names the field and the value. */
+export function checkTopology(spec: TopologySpec): Checked {
+  const names = new Set<string>([SWITCH_NS, ROUTER.name]);
+  const ips = new Set<string>([ROUTER.lanIp, ROUTER.wanIp]);
+  const claim = (field: string, name: string, ip: string): void => {
+    if (!NAME_RE.test(name)) throw new Error(`topology ${field}.name: ${JSON.stringify(name)} must match ${NAME_RE.source} (it names a namespace and a veth)`);
+    if (names.has(name)) throw new Error(`topology ${field}.name: ${JSON.stringify(name)} is reserved or used twice`);
+    names.add(name);
+    if (ips.has(ip)) throw new Error(`topology ${field}.ip: ${ip} is the router's or used twice`);
+    ips.add(ip);
+  };
+  const vips = (field: string, list: readonly string[] | undefined): string[] =>
+    (list ?? []).map((v, i) => inRange(`${field}.vips[${i}]`, v, [VIP_RANGE]));
+  const lbs = (spec.lbs ?? []).map((l, i) => {
+    const f = `lbs[${i}]`;
+    inRange(`${f}.ip`, l.ip, [LAN]);
+    claim(f, l.name, l.ip);
+    return { name: l.name, ip: l.ip, vips: vips(f, l.vips) };
+  });
+  const nodes = (spec.nodes ?? []).map((n, i) => {
+    const f = `nodes[${i}]`;
+    inRange(`${f}.ip`, n.ip, [LAN]);
+    claim(f, n.name, n.ip);
+    const vipMode = n.vipMode ?? 'kube-ipvs0';
+    if (!MODES.includes(vipMode)) throw new Error(`topology ${f}.vipMode: ${JSON.stringify(vipMode)} is not one of ${MODES.join(', ')}`);
+    const http = ports(`${f}.http`, n.http ?? [80]);
+    const echo = ports(`${f}.echo`, n.echo);
+    const dup = [...http, ...echo].find((p, k, all) => all.indexOf(p) !== k);
+    if (dup !== undefined) throw new Error(`topology ${f}: port ${dup} is used by two servers`);
+    return { name: n.name, ip: n.ip, vipMode, vips: vips(f, n.vips), http, echo };
+  });
+  const clients = (spec.clients ?? []).map((c, i) => {
+    const f = `clients[${i}]`;
+    inRange(`${f}.ip`, c.ip, [LAN, WAN]);
+    claim(f, c.name, c.ip);
+    return { name: c.name, ip: c.ip, wan: c.ip.startsWith('203.0.113.') };
+  });
+  return { lbs, nodes, clients, router: clients.some((c) => c.wan) };
+}
+
+/** The HTTP responder socat runs per connection (dash, builtins only: one process per request). */
+export function httpResponderScript(): string {
+  return `#!/bin/sh
+# Reads the request head, answers one line: who served it and the addresses the node's socket saw.
+while read -r l && [ \${#l} -gt 1 ]; do :; done
+body="node=$LAB_NODE client=$SOCAT_PEERADDR clientport=$SOCAT_PEERPORT local=$SOCAT_SOCKADDR localport=$SOCAT_SOCKPORT
+"
+printf 'HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s' "\${#body}" "$body"
+`;
+}
+
+export interface Whoami {
+  node: string;
+  client: string;
+  clientPort: number;
+  local: string;
+  localPort: number;
+}
+
+/** Parses the HTTP servers' answer body. */
+export function parseWhoami(body: string): Whoami {
+  const kv = new Map(body.trim().split(/\s+/).map((p) => p.split('=', 2) as [string, string]));
+  const need = (k: string): string => {
+    const v = kv.get(k);
+    if (v === undefined) throw new Error(`not a lab HTTP answer (no ${k}=): ${JSON.stringify(body)}`);
+    return v;
+  };
+  return { node: need('node'), client: need('client'), clientPort: Number(need('clientport')), local: need('local'), localPort: Number(need('localport')) };
+}
+
+export interface ServerInfo {
+  /** Background process name: http-NODE-PORT or echo-NODE-PORT. */
+  name: string;
+  ns: string;
+  kind: 'http' | 'echo';
+  port: number;
+}
+
+export interface TopologyPlan {
+  /** The bash script to run in the guest's root namespace. */
+  script: string;
+  /** Per-namespace scripts the main script runs (file name relative to RUN/topo/ → text). */
+  files: Map<string, string>;
+  servers: ServerInfo[];
+}
+
+const portsWaitFn = `# Waits (builtins only) until every given TCP port listens in this namespace.
+lab_wait_listen() {
+  local p want got line st loc tries=0
+  for p in "$@"; do
+    printf -v want '%04X' "$p"
+    while :; do
+      got=
+      while read -r _ loc _ st _; do
+        [ "$st" = 0A ] && [ "\${loc##*:}" = "$want" ] && { got=1; break; }
+      done < /proc/net/tcp
+      [ -n "$got" ] && break
+      tries=$((tries+1)); [ $tries -gt 400 ] && { echo "port $p does not listen" >&2; return 1; }
+      sleep 0.02
+    done
+  done
+}
+`;
+
+/** Builds the guest script for a topology. runDir is the VM's shared run directory. */
+export function planTopology(spec: TopologySpec, runDir: string): TopologyPlan {
+  const t = checkTopology(spec);
+  const topo = `${runDir}/topo`;
+  const files = new Map<string, string>();
+  const servers: ServerInfo[] = [];
+  const all = [
+    ...t.lbs.map((x) => ({ name: x.name, seg: 'lan' })),
+    ...t.nodes.map((x) => ({ name: x.name, seg: 'lan' })),
+    ...t.clients.map((x) => ({ name: x.name, seg: x.wan ? 'wan' : 'lan' })),
+  ];
+  const lanGw = t.router ? [`route add default via ${ROUTER.lanIp}`] : [];
+
+  const root: string[] = [`netns add ${SWITCH_NS}`, ...all.map((n) => `netns add ${n.name}`)];
+  if (t.router) root.push(`netns add ${ROUTER.name}`);
+  root.push(`link add br-lan netns ${SWITCH_NS} type bridge`);
+  if (t.router) root.push(`link add br-wan netns ${SWITCH_NS} type bridge`);
+  for (const n of all) root.push(`link add eth0 netns ${n.name} type veth peer name v-${n.name} netns ${SWITCH_NS}`);
+  if (t.router) {
+    root.push(`link add eth0 netns ${ROUTER.name} type veth peer name v-router-lan netns ${SWITCH_NS}`);
+    root.push(`link add eth1 netns ${ROUTER.name} type veth peer name v-router-wan netns ${SWITCH_NS}`);
+  }
+  const sw = ['link set lo up', 'link set br-lan up', ...all.filter((n) => n.seg === 'lan').map((n) => `link set v-${n.name} master br-lan up`)];
+  if (t.router) {
+    sw.push('link set br-wan up', 'link set v-router-lan master br-lan up', 'link set v-router-wan master br-wan up');
+    sw.push(...all.filter((n) => n.seg === 'wan').map((n) => `link set v-${n.name} master br-wan up`));
+  }
+
+  const lines: string[] = [
+    '#!/bin/bash',
+    '# lab topology (generated by lab/vm/topology.ts)',
+    'set -euo pipefail',
+  ];
+  const modules = ['veth', 'bridge'];
+  if (t.nodes.some((n) => n.vipMode === 'kube-ipvs0')) modules.push('dummy');
+  if (t.nodes.some((n) => n.vipMode === 'tunl0')) modules.push('ipip');
+  if (t.nodes.some((n) => n.vipMode === 'dnat')) modules.push('nf_tables', 'nft_chain_nat', 'nf_nat');
+  lines.push(`modprobe -a ${modules.join(' ')}`);
+  lines.push(`ip -batch - <<'LAB_EOF'\n${root.join('\n')}\nLAB_EOF`);
+  lines.push(`ip -n ${SWITCH_NS} -batch - <<'LAB_EOF'\n${sw.join('\n')}\nLAB_EOF`);
+
+  // Namespaces that need nothing but addresses and routes get one `ip -batch` each.
+  const plain = (name: string, cmds: string[]): void => {
+    lines.push(`ip -n ${name} -batch - <<'LAB_EOF'\n${['link set lo up', 'link set eth0 up', ...cmds].join('\n')}\nLAB_EOF`);
+  };
+  for (const l of t.lbs) {
+    plain(l.name, [`addr add ${l.ip}/24 dev eth0`, ...l.vips.map((v) => `addr add ${v}/32 dev eth0`), ...lanGw]);
+  }
+  for (const c of t.clients) {
+    plain(c.name, c.wan
+      ? [`addr add ${c.ip}/24 dev eth0`, `route add default via ${ROUTER.wanIp}`]
+      : [`addr add ${c.ip}/24 dev eth0`, `route add ${VIP_RANGE} dev eth0`, ...lanGw]);
+  }
+
+  // The router and the nodes need sysctls, rules or servers: one bash inside the namespace each.
+  const inNs = (name: string, body: string): void => {
+    files.set(`${name}.sh`, `#!/bin/bash\nset -euo pipefail\n${body}`);
+    lines.push(`ip netns exec ${name} bash ${shq(`${topo}/${name}.sh`)}`);
+  };
+  if (t.router) {
+    inNs(ROUTER.name, `ip -batch - <<'LAB_EOF'
+link set lo up
+link set eth0 up
+link set eth1 up
+addr add ${ROUTER.lanIp}/24 dev eth0
+addr add ${ROUTER.wanIp}/24 dev eth1
+route add ${VIP_RANGE} dev eth0
+LAB_EOF
+echo 1 > /proc/sys/net/ipv4/ip_forward
+`);
+  }
+  for (const n of t.nodes) {
+    const ipCmds = ['link set lo up', 'link set eth0 up', `addr add ${n.ip}/24 dev eth0`, ...lanGw];
+    const sys: string[] = [];
+    let nft = '';
+    switch (n.vipMode) {
+      case 'kube-ipvs0':
+        // kube-proxy creates kube-ipvs0 and never sets it up: the addresses are local all the same.
+        ipCmds.push('link add kube-ipvs0 type dummy', ...n.vips.map((v) => `addr add ${v}/32 dev kube-ipvs0`));
+        sys.push('all/arp_ignore=1', 'all/arp_announce=2');
+        break;
+      case 'lo':
+        ipCmds.push(...n.vips.map((v) => `addr add ${v}/32 dev lo`));
+        sys.push('all/arp_ignore=1', 'all/arp_announce=2');
+        break;
+      case 'tunl0':
+        ipCmds.push('link set tunl0 up', ...n.vips.map((v) => `addr add ${v}/32 dev tunl0`));
+        sys.push('all/arp_ignore=1', 'all/arp_announce=2', 'all/rp_filter=0', 'default/rp_filter=0', 'tunl0/rp_filter=0', 'eth0/rp_filter=0');
+        break;
+      case 'dnat': {
+        const rules = n.vips.flatMap((v) => [...n.http, ...n.echo].map((p) => `    ip daddr ${v} tcp dport ${p} dnat to ${n.ip}:${p}`));
+        nft = `nft -f - <<'LAB_EOF'
+table ip kube-proxy {
+  chain nat-prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+${rules.join('\n')}
+  }
+}
+LAB_EOF
+`;
+        break;
+      }
+      case 'none':
+        break;
+    }
+    const sysLines = sys.map((s) => {
+      const [k, v] = s.split('=') as [string, string];
+      return `echo ${v} > /proc/sys/net/ipv4/conf/${k}`;
+    });
+    const launches: string[] = [];
+    for (const p of n.http) {
+      const name = `http-${n.name}-${p}`;
+      servers.push({ name, ns: n.name, kind: 'http', port: p });
+      launches.push(backgroundLaunch({
+        runDir, name, logPath: `${runDir}/artifacts/logs/${name}.log`,
+        argv: ['socat', `TCP-LISTEN:${p},fork,reuseaddr`, `EXEC:/bin/sh ${topo}/http-responder.sh`],
+      }));
+    }
+    for (const p of n.echo) {
+      const name = `echo-${n.name}-${p}`;
+      servers.push({ name, ns: n.name, kind: 'echo', port: p });
+      launches.push(backgroundLaunch({
+        runDir, name, logPath: `${runDir}/artifacts/logs/${name}.log`,
+        argv: ['socat', `TCP-LISTEN:${p},fork,reuseaddr`, 'PIPE'],
+      }));
+    }
+    const listen = [...n.http, ...n.echo];
+    inNs(n.name, `ip -batch - <<'LAB_EOF'
+${ipCmds.join('\n')}
+LAB_EOF
+${sysLines.join('\n')}
+${nft}export LAB_NODE=${shq(n.name)}
+${launches.join('')}${portsWaitFn}${listen.length ? `lab_wait_listen ${listen.join(' ')}\n` : ''}`);
+  }
+  if (t.nodes.some((n) => n.http.length > 0)) files.set('http-responder.sh', httpResponderScript());
+  lines.push('echo topology-ready');
+  return { script: `${lines.join('\n')}\n`, files, servers };
+}
+
+export interface Topology {
+  spec: TopologySpec;
+  /** The servers started on the nodes, by process name (http-NODE-PORT, echo-NODE-PORT). */
+  servers: Map<string, GuestProcess>;
+  /** Wall time the guest took to build it. */
+  durationMs: number;
+}
+
+/** Builds the topology inside a running VM. Throws (naming the field) before touching the guest if the spec
+ * is wrong, and with the guest's stderr if a step fails there. */
+export async function applyTopology(vm: Vm, spec: TopologySpec): Promise<Topology> {
+  const plan = planTopology(spec, vm.runDir);
+  mkdirSync(`${vm.runDir}/topo`, { recursive: true });
+  for (const [file, text] of plan.files) await vm.writeFile(`${vm.runDir}/topo/${file}`, text, '0755');
+  const r = await vm.run(plan.script, { timeoutMs: 120_000 });
+  const servers = new Map<string, GuestProcess>();
+  for (const s of plan.servers) servers.set(s.name, vm.adopt(s.name, s.ns));
+  return { spec, servers, durationMs: r.durationMs };
+}
+
+/** curl from a namespace, returning the body; throws with curl's error if the request fails. */
+export async function curl(vm: Vm, ns: string, url: string, opts: { timeoutS?: number; extra?: string[] } = {}): Promise<string> {
+  const r = await vm.run(['curl', '-sS', '--max-time', String(opts.timeoutS ?? 5), ...(opts.extra ?? []), url], { ns, timeoutMs: ((opts.timeoutS ?? 5) + 10) * 1000 });
+  return r.stdout;
+}
+
+/** Several HTTP requests from one namespace in a single curl process (a new connection each, since the lab
+ * servers close after one answer), returning each body, or `curl-failed code=N exit=M` for a failed one.
+ * Much cheaper than one exec per request under emulation. */
+export async function curlMany(vm: Vm, ns: string, url: string, count: number, timeoutS = 5): Promise<string[]> {
+  if (!Number.isInteger(count) || count < 1 || count > 1000) throw new Error(`curlMany count: ${count} must be 1..1000`);
+  const sep = '@@LAB-SEP@@';
+  const argv = ['curl', '-sS', '--max-time', String(timeoutS), '-w', `\n${sep} %{http_code} %{exitcode}\n`, ...Array<string>(count).fill(url)];
+  const r = await vm.exec(argv, { ns, timeoutMs: (count * timeoutS + 10) * 1000 });
+  const out: string[] = [];
+  const re = new RegExp(`([\\s\\S]*?)\\n${sep} (\\d+) (\\d+)\\n`, 'g');
+  for (const m of r.stdout.matchAll(re)) {
+    out.push(m[2] === '200' ? (m[1] ?? '').trim() : `curl-failed code=${m[2]} exit=${m[3]}`);
+  }
+  if (out.length !== count) throw new Error(`curlMany: ${out.length} of ${count} answers parsed (curl exit ${r.code}): ${r.stderr}`);
+  return out;
+}
