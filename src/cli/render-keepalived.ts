@@ -8,7 +8,7 @@ import { loadConfig } from '../config/load.js';
 import { checkKeepalivedConfig, formatCheckMessages } from '../vrrp/check.js';
 import { keepalivedPaths, renderKeepalivedConf } from '../vrrp/render.js';
 import { RenderError } from '../vrrp/safe.js';
-import { chooseTracking } from '../vrrp/tracking.js';
+import { chooseTracking, currentUserName } from '../vrrp/tracking.js';
 import { ExitCode } from './exit-codes.js';
 import type { CliContext } from './context.js';
 
@@ -39,7 +39,8 @@ export function registerRenderKeepalived(program: Command, ctx: CliContext): voi
         text = renderKeepalivedConf(vrrp, {
           fifoPath: paths.fifo,
           tracking: chooseTracking({ pidFile: paths.daemonPid, advertSeconds: advert, ...(opts.netns ? { initialNetns: false } : {}) }),
-          scriptUser: 'root',
+          // The daemon renders with its own user; run this as that user to see the same bytes.
+          scriptUser: currentUserName(),
         });
       } catch (err) {
         if (!(err instanceof RenderError)) throw err;

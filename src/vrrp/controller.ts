@@ -13,7 +13,7 @@ import { requestStates } from './recover.js';
 import { keepalivedPaths, renderKeepalivedConf, type DaemonTracking, type KeepalivedPaths } from './render.js';
 import { initialWorld, reduce, type Step, type VrrpEvent, type VrrpWorld } from './state.js';
 import { KeepalivedSupervisor, type SupervisorOptions } from './supervisor.js';
-import { chooseTracking, claimDaemonIdentity } from './tracking.js';
+import { chooseTracking, claimDaemonIdentity, currentUserName } from './tracking.js';
 
 export interface VrrpControllerOptions {
   config: VrrpConfig;
@@ -52,7 +52,8 @@ export class VrrpController extends EventEmitter<Events> {
     this.config = o.config;
     this.paths = keepalivedPaths(o.config.configPath);
     this.world = initialWorld(o.config.groups.map((g) => g.name));
-    this.runner = new EffectRunner(o.vips, o.sync, o.log, o.sink);
+    // With the sync daemon turned off in the config, sync effects are dropped here rather than in every caller.
+    this.runner = new EffectRunner(o.vips, o.config.syncDaemon.enabled ? o.sync : undefined, o.log, o.sink);
     const advert = Math.min(1, ...o.config.groups.map((g) => g.advertIntervalSeconds));
     this.tracking =
       o.tracking ??
@@ -83,7 +84,7 @@ export class VrrpController extends EventEmitter<Events> {
   }
 
   render(config: VrrpConfig = this.config): string {
-    return renderKeepalivedConf(config, { fifoPath: this.paths.fifo, tracking: this.tracking, scriptUser: this.o.scriptUser ?? 'root' });
+    return renderKeepalivedConf(config, { fifoPath: this.paths.fifo, tracking: this.tracking, scriptUser: this.o.scriptUser ?? currentUserName() });
   }
 
   private onNotify(e: NotifyEvent): void {
@@ -110,7 +111,7 @@ export class VrrpController extends EventEmitter<Events> {
   async start(): Promise<void> {
     await mkdir(this.config.configPath.replace(/\/[^/]*$/, '') || '/', { recursive: true, mode: 0o750 });
     if (this.o.claimIdentity !== false) this.releaseIdentity = claimDaemonIdentity(this.paths.daemonPid);
-    await installKeepalivedConfig(this.paths.config, this.render(), { keepalivedPath: this.config.keepalivedPath, netns: this.o.netns });
+    const installed = await installKeepalivedConfig(this.paths.config, this.render(), { keepalivedPath: this.config.keepalivedPath, netns: this.o.netns });
     // The FIFO is open before keepalived starts, so no transition is written while nobody listens.
     await this.fifo.open();
     const adopted = await this.supervisor.start();
@@ -121,6 +122,8 @@ export class VrrpController extends EventEmitter<Events> {
       });
       if (states) await this.dispatch({ type: 'recovered', states });
       else this.o.log.warn('the adopted keepalived did not dump its state; waiting for its next notification');
+      // It runs the file it was started with; a config edited while no daemon ran reaches it by reload.
+      if (installed.changed) this.supervisor.reload();
     }
   }
 

@@ -5,6 +5,7 @@
 // is used instead. In a shared PID space (the lab's namespaces) the pid file also keeps one host's
 // keepalived from counting another host's daemon.
 import { readlinkSync, writeFileSync, rmSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { DAEMON_PROCESS_NAME, type DaemonTracking } from './render.js';
 
 export function inInitialNetns(): boolean {
@@ -35,4 +36,16 @@ export function claimDaemonIdentity(pidFile: string): () => void {
   process.title = DAEMON_PROCESS_NAME;
   writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o644 });
   return () => rmSync(pidFile, { force: true });
+}
+
+/**
+ * keepalived runs as the daemon's user (root, or the unit's unprivileged user with CAP_NET_ADMIN/RAW), so its
+ * scripts can only run as that user too.
+ */
+export function currentUserName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return 'root';
+  }
 }
