@@ -21,7 +21,7 @@ const debianPackages = [
   'iproute2', 'openssl', 'curl', 'socat', 'procps', 'psmisc', 'kmod',
   'user-mode-linux', 'busybox-static', 'ipvsadm', 'keepalived', 'iputils-arping',
   'qemu-system-x86', 'linux-image-amd64', 'cpio', 'xz-utils',
-  'systemd', 'ansible-core', 'ansible-lint', 'nftables',
+  'systemd', 'ansible-core', 'ansible-lint', 'nftables', 'iptables',
 ];
 
 function run(cmd, args, opts = {}) {
