@@ -5,6 +5,7 @@ import { version } from '../util/version.js';
 import { createContext } from './context.js';
 import { ExitCode } from './exit-codes.js';
 import { registerValidate } from './validate.js';
+import { registerLab } from './lab.js';
 import { registerRenderKeepalived } from './render-keepalived.js';
 
 export function buildProgram(): { program: Command; ctx: ReturnType<typeof createContext> } {
@@ -17,6 +18,7 @@ export function buildProgram(): { program: Command; ctx: ReturnType<typeof creat
     .showHelpAfterError();
   const ctx = createContext(program);
   registerValidate(program, ctx);
+  registerLab(program, ctx);
   registerRenderKeepalived(program, ctx);
   return { program, ctx };
 }
