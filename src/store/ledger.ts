@@ -107,6 +107,9 @@ export class Ledger {
       if (version > SCHEMA_VERSION) {
         throw new LedgerError('SCHEMA_TOO_NEW', path, `schema version ${version} was written by a newer ipvs-lb; this version knows up to ${SCHEMA_VERSION}`);
       }
+      // Before any write: a damaged file is reported exactly as found.
+      const check = db.pragma('quick_check', { simple: true });
+      if (check !== 'ok') throw new LedgerError('CORRUPT', path, `integrity check failed: ${String(check)}; restore a backup or move the file away deliberately`);
       if (opts.readonly) {
         if (version < SCHEMA_VERSION) throw new LedgerError('UNWRITABLE', path, `schema version ${version} needs migrating to ${SCHEMA_VERSION}, which a read-only open cannot do; start the daemon once`);
         db.pragma('query_only = ON');
@@ -131,8 +134,6 @@ export class Ledger {
           throw err;
         }
       }
-      const check = db.pragma('quick_check', { simple: true });
-      if (check !== 'ok') throw new LedgerError('CORRUPT', path, `integrity check failed: ${String(check)}; restore a backup or move the file away deliberately`);
     } catch (err) {
       db.close();
       throw ledgerErrorFrom(err, path, 'opening');

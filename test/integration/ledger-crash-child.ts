@@ -51,7 +51,8 @@ if (mode === 'open' || mode === 'hold') {
     const l = Ledger.open(path!, { host: `child-${process.pid}` });
     out(mode === 'hold' ? 'ready' : JSON.stringify({ ok: true }));
     if (mode === 'open') l.close();
-    else setInterval(() => undefined, 1 << 30);
+    // The timer keeps the ledger referenced: a collected connection would close and drop its lock.
+    else setInterval(() => l.schemaVersion, 1 << 30);
   } catch (err) {
     fail(err);
   }
