@@ -152,8 +152,8 @@ export function renderKeepalivedConf(vrrp: VrrpConfig, opts: RenderOptions): str
     // These apply to the marker addresses only; the daemon sends GARP/NA for the Service VIPs itself.
     `  vrrp_garp_master_repeat ${Math.max(1, garpRepeat)}`,
     '  vrrp_garp_master_delay 0',
-    `  vrrp_garp_interval ${garpInterval}`,
-    `  vrrp_gna_interval ${garpInterval}`,
+    // keepalived refuses an interval of 0 (its range starts at 1 µs); 0 means its default: no spacing.
+    ...(garpInterval === '0' ? [] : [`  vrrp_garp_interval ${garpInterval}`, `  vrrp_gna_interval ${garpInterval}`]),
     '}',
     '',
     ...renderTracker(opts.tracking, Math.min(...vrrp.groups.map((g) => g.advertIntervalSeconds), 1)),

@@ -31,6 +31,8 @@ describe('keepalived -t on rendered configs', () => {
   it('keepalived accepts every shape the renderer produces', async () => {
     const shapes = [
       vrrp([group({ interface: 'v0' })]),
+      // garpIntervalMs 0 is valid config; keepalived's own interval range starts above 0.
+      vrrp([group({ interface: 'v0' })], { garpIntervalMs: 0, garpRepeat: 0 }),
       vrrp([
         group({ interface: 'v0', peers: ['198.51.100.12', '198.51.100.13'], unicastSourceIp: '198.51.100.10', trackInterfaces: ['v1', 'v0'] }),
         group({ name: 'b', virtualRouterId: 52, interface: 'v0', priority: 100, preempt: true, preemptDelaySeconds: 5, advertIntervalSeconds: 1 }),
