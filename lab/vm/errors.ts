@@ -6,6 +6,8 @@ function tail(text: string, lines = 30): string {
 }
 
 export class VmError extends Error {
+  /** Id of the run (see Vm.id), when one had started. */
+  runId: string | undefined;
   constructor(message: string, readonly output: string) {
     super(output ? `${message}\n--- last console lines ---\n${tail(output)}` : message);
     this.name = 'VmError';

@@ -50,6 +50,11 @@ export class Machine {
   private readonly keep: boolean;
   private readonly artifactsTarget: string | undefined;
   private out = '';
+  /** Random part of the run directory's name; also in the /dev/shm directory's name and the VM's command line. */
+  get id(): string {
+    return this.runDir.slice(this.runDir.lastIndexOf(LAB_PREFIX) + LAB_PREFIX.length);
+  }
+
   private partial = '';
   private exitInfo: Exit | undefined;
   private readyWaiters: Array<() => void> = [];
@@ -77,10 +82,13 @@ export class Machine {
       prepare(this.runDir);
       if (this.backend === 'uml') {
         if (!existsSync('/dev/shm')) throw new Error('lab (uml): /dev/shm is missing (UML keeps guest RAM in a file there)');
-        this.shmDir = mkdtempSync(join('/dev/shm', LAB_PREFIX));
-        this.ownership.addDir(this.shmDir);
+        // Same name as the run directory, so one id finds everything a run owns on the host.
+        const shm = join('/dev/shm', `${LAB_PREFIX}${this.id}`);
+        mkdirSync(shm, { mode: 0o700 });
+        this.shmDir = shm;
+        this.ownership.addDir(shm);
       }
-      const id = this.runDir.slice(this.runDir.lastIndexOf(LAB_PREFIX) + LAB_PREFIX.length);
+      const id = this.id;
       const plan = planLaunch({ backend: this.backend, runDir: this.runDir, shmDir: this.shmDir, memoryMb, mode, id: `lab-${id}` });
       this.proc = spawn(plan.command, plan.args, { env: plan.env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
     } catch (e) {

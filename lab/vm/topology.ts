@@ -1,7 +1,10 @@
 // The guest's network: named namespaces for LB hosts, Kubernetes nodes, clients and a router, on a switch
 // (bridges in their own namespace, so the guest's root namespace stays empty). Nodes accept VIP traffic the
 // ways real nodes do, so a test sees what a real cluster would do with what the LB sends:
-//   dnat       a DNAT rule for VIP:port (kube-proxy's nftables/iptables modes); the VIP is on no interface
+//   dnat       a DNAT rule for VIP:port in the nat PREROUTING chain (kube-proxy's iptables mode, through
+//              iptables-legacy); the VIP is on no interface
+//   dnat-nft   the same with nftables (kube-proxy's nftables mode); QEMU only, Debian's UML kernel has no
+//              nft nat chain (CONFIG_NFT_NAT unset)
 //   kube-ipvs0 the VIP on the NOARP dummy kube-ipvs0, left down, with arp_ignore=1/arp_announce=2
 //              (kube-proxy's IPVS mode with strictARP)
 //   tunl0      the VIP on tunl0 (module ipip) with rp_filter off, for IPVS tunnel forwarding
@@ -18,7 +21,7 @@ import { backgroundLaunch } from './guest-scripts.js';
 import { shArgv, shq } from './shell.js';
 import type { GuestProcess, Vm } from './vm.js';
 
-export type VipMode = 'dnat' | 'kube-ipvs0' | 'tunl0' | 'lo' | 'none';
+export type VipMode = 'dnat' | 'dnat-nft' | 'kube-ipvs0' | 'tunl0' | 'lo' | 'none';
 
 export interface LbHostSpec {
   name: string;
@@ -62,7 +65,7 @@ export const ROUTER = { name: 'router', lanIp: '198.51.100.1', wanIp: '203.0.113
 export const SWITCH_NS = 'lab-sw';
 
 const NAME_RE = /^[a-z][a-z0-9-]{0,12}$/;
-const MODES: readonly VipMode[] = ['dnat', 'kube-ipvs0', 'tunl0', 'lo', 'none'];
+const MODES: readonly VipMode[] = ['dnat', 'dnat-nft', 'kube-ipvs0', 'tunl0', 'lo', 'none'];
 
 function inRange(field: string, value: string, cidrs: readonly string[]): string {
   let addr: ipaddr.IPv4 | ipaddr.IPv6;
@@ -97,7 +100,7 @@ interface Checked {
 }
 
 /** Validates the whole spec before anything is built; every error names the field and the value. */
-export function checkTopology(spec: TopologySpec): Checked {
+export function checkTopology(spec: TopologySpec, backend?: 'uml' | 'qemu'): Checked {
   const names = new Set<string>([SWITCH_NS, ROUTER.name]);
   const ips = new Set<string>([ROUTER.lanIp, ROUTER.wanIp]);
   const claim = (field: string, name: string, ip: string): void => {
@@ -121,6 +124,9 @@ export function checkTopology(spec: TopologySpec): Checked {
     claim(f, n.name, n.ip);
     const vipMode = n.vipMode ?? 'kube-ipvs0';
     if (!MODES.includes(vipMode)) throw new Error(`topology ${f}.vipMode: ${JSON.stringify(vipMode)} is not one of ${MODES.join(', ')}`);
+    if (vipMode === 'dnat-nft' && backend === 'uml') {
+      throw new Error(`topology ${f}.vipMode: dnat-nft needs the QEMU backend (Debian's UML kernel has no nft nat chain); use dnat (iptables) or backend 'qemu'`);
+    }
     const http = ports(`${f}.http`, n.http ?? [80]);
     const echo = ports(`${f}.echo`, n.echo);
     const dup = [...http, ...echo].find((p, k, all) => all.indexOf(p) !== k);
@@ -201,8 +207,8 @@ lab_wait_listen() {
 `;
 
 /** Builds the guest script for a topology. runDir is the VM's shared run directory. */
-export function planTopology(spec: TopologySpec, runDir: string): TopologyPlan {
-  const t = checkTopology(spec);
+export function planTopology(spec: TopologySpec, runDir: string, backend?: 'uml' | 'qemu'): TopologyPlan {
+  const t = checkTopology(spec, backend);
   const topo = `${runDir}/topo`;
   const files = new Map<string, string>();
   const servers: ServerInfo[] = [];
@@ -236,7 +242,8 @@ export function planTopology(spec: TopologySpec, runDir: string): TopologyPlan {
   const modules = ['veth', 'bridge'];
   if (t.nodes.some((n) => n.vipMode === 'kube-ipvs0')) modules.push('dummy');
   if (t.nodes.some((n) => n.vipMode === 'tunl0')) modules.push('ipip');
-  if (t.nodes.some((n) => n.vipMode === 'dnat')) modules.push('nf_tables', 'nft_chain_nat', 'nf_nat');
+  if (t.nodes.some((n) => n.vipMode === 'dnat')) modules.push('iptable_nat', 'xt_nat', 'xt_tcpudp');
+  if (t.nodes.some((n) => n.vipMode === 'dnat-nft')) modules.push('nf_tables'); // nft autoloads the nat chain and expressions
   lines.push(`modprobe -a ${modules.join(' ')}`);
   lines.push(`ip -batch - <<'LAB_EOF'\n${root.join('\n')}\nLAB_EOF`);
   lines.push(`ip -n ${SWITCH_NS} -batch - <<'LAB_EOF'\n${sw.join('\n')}\nLAB_EOF`);
@@ -290,6 +297,20 @@ echo 1 > /proc/sys/net/ipv4/ip_forward
         sys.push('all/arp_ignore=1', 'all/arp_announce=2', 'all/rp_filter=0', 'default/rp_filter=0', 'tunl0/rp_filter=0', 'eth0/rp_filter=0');
         break;
       case 'dnat': {
+        const rules = n.vips.flatMap((v) => [...n.http, ...n.echo].map((p) => `-A PREROUTING -d ${v}/32 -p tcp -m tcp --dport ${p} -j DNAT --to-destination ${n.ip}:${p}`));
+        nft = `iptables-legacy-restore <<'LAB_EOF'
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+${rules.join('\n')}
+COMMIT
+LAB_EOF
+`;
+        break;
+      }
+      case 'dnat-nft': {
         const rules = n.vips.flatMap((v) => [...n.http, ...n.echo].map((p) => `    ip daddr ${v} tcp dport ${p} dnat to ${n.ip}:${p}`));
         nft = `nft -f - <<'LAB_EOF'
 table ip kube-proxy {
@@ -350,7 +371,7 @@ export interface Topology {
 /** Builds the topology inside a running VM. Throws (naming the field) before touching the guest if the spec
  * is wrong, and with the guest's stderr if a step fails there. */
 export async function applyTopology(vm: Vm, spec: TopologySpec): Promise<Topology> {
-  const plan = planTopology(spec, vm.runDir);
+  const plan = planTopology(spec, vm.runDir, vm.backend);
   mkdirSync(`${vm.runDir}/topo`, { recursive: true });
   for (const [file, text] of plan.files) await vm.writeFile(`${vm.runDir}/topo/${file}`, text, '0755');
   const r = await vm.run(plan.script, { timeoutMs: 120_000 });

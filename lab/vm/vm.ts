@@ -3,7 +3,7 @@
 // reads and writes guest files, and is stopped by the caller.
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ExecFailedError, ExecTimeoutError, VmDiedError, VmTimeoutError } from './errors.js';
+import { ExecFailedError, ExecTimeoutError, VmDiedError, VmError, VmTimeoutError } from './errors.js';
 import { backgroundLaunch, execWrapper } from './guest-scripts.js';
 import { Machine, type VmOptions } from './machine.js';
 import { shArgv, shq } from './shell.js';
@@ -87,6 +87,16 @@ export class Vm {
 
   get backend(): Backend {
     return this.machine.backend;
+  }
+
+  /** Identifies this run's host resources: /tmp/ipvs-lb-lab-ID, /dev/shm/ipvs-lb-lab-ID, the VM's command line. */
+  get id(): string {
+    return this.machine.id;
+  }
+
+  /** Host PID of the VM process (leader of its own process group). */
+  get pid(): number | undefined {
+    return this.machine.pid;
   }
 
   /** Shared directory, same path on the host and in the guest. Files put here are visible both ways at once. */
@@ -311,6 +321,7 @@ export async function startVm(opts: StartVmOptions = {}): Promise<Vm> {
     await m.exited;
     m.finish();
     m.dispose();
+    if (e instanceof VmError) e.runId = m.id;
     throw e;
   }
   return new Vm(m);
@@ -333,6 +344,8 @@ export interface RunResult {
   output: string;
   artifactsDir: string;
   durationMs: number;
+  /** Identifies the run's host resources (see Vm.id). */
+  id: string;
   /** Removes the artifacts now (otherwise they go when this process exits, unless artifactsDir was given). */
   dispose(): void;
 }
@@ -358,13 +371,13 @@ export async function runInVm(opts: RunInVmOptions): Promise<RunResult> {
   const exitText = existsSync(exitFile) ? readFileSync(exitFile, 'utf8').trim() : undefined;
   if (exitText !== undefined) rmSync(exitFile);
   const artifactsDir = m.finish();
-  if (timedOut) {
+  if (timedOut || exitText === undefined || !/^\d+$/.test(exitText)) {
     m.dispose();
-    throw new VmTimeoutError(timeoutMs, m.backend, m.output);
+    const err = timedOut
+      ? new VmTimeoutError(timeoutMs, m.backend, m.output)
+      : new VmDiedError('the guest ended without reporting the script\'s exit status', m.backend, m.output);
+    err.runId = m.id;
+    throw err;
   }
-  if (exitText === undefined || !/^\d+$/.test(exitText)) {
-    m.dispose();
-    throw new VmDiedError('the guest ended without reporting the script\'s exit status', m.backend, m.output);
-  }
-  return { backend: m.backend, exitCode: Number(exitText), output: m.output, artifactsDir, durationMs, dispose: () => m.dispose() };
+  return { backend: m.backend, exitCode: Number(exitText), output: m.output, artifactsDir, durationMs, id: m.id, dispose: () => m.dispose() };
 }
