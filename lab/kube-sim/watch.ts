@@ -39,6 +39,9 @@ export class WatchStream {
     const { registry, req } = this;
     const store = registry.store;
     this.res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
+    // kube-apiserver flushes the headers at once; a client waiting for them (client-node's Watch returns
+    // its abort handle only then) would otherwise hang until the first event.
+    this.res.flushHeaders();
     this.res.on('close', () => this.close(false));
     const rv = req.resourceVersion;
     if (rv === undefined || rv === '' || rv === '0') {
