@@ -18,7 +18,7 @@
 import { mkdirSync } from 'node:fs';
 import ipaddr from 'ipaddr.js';
 import { backgroundLaunch } from './guest-scripts.js';
-import { shArgv, shq } from './shell.js';
+import { shq } from './shell.js';
 import type { GuestProcess, Vm } from './vm.js';
 
 export type VipMode = 'dnat' | 'dnat-nft' | 'kube-ipvs0' | 'tunl0' | 'lo' | 'none';
