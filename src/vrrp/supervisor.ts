@@ -171,9 +171,21 @@ export class KeepalivedSupervisor extends EventEmitter<Events> {
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
     // execa's promise settles on exit with reject:false; the 'exit' event comes first and is what we act on.
-    child.once('exit', (code, signal) => {
+    // A spawn failure (binary gone after an upgrade) emits 'error' and no 'exit': it is handled as a crash
+    // too, so the backoff keeps trying instead of leaving the host without keepalived.
+    let ended = false;
+    const ended$ = (code: number | null, signal: string | null) => {
+      if (ended) return;
+      ended = true;
       if (this.child === child) this.child = undefined;
       this.onExit({ code, signal });
+    };
+    child.once('exit', (code, signal) => ended$(code, signal));
+    child.once('error', (err) => {
+      if (child.pid === undefined) {
+        this.lastLines.push(`spawn failed: ${err.message}`);
+        ended$(null, null);
+      }
     });
     child.catch(() => undefined);
     if (child.pid !== undefined) this.emit('started', { pid: child.pid, adopted: false });
