@@ -104,16 +104,19 @@ export function attr(type: number, value: Buffer | Attr[]): Attr {
 export function encodeAttrs(attrs: readonly Attr[]): Buffer {
   const parts: Buffer[] = [];
   for (const a of attrs) {
-    const payload = Array.isArray(a.value) ? encodeAttrs(a.value) : a.value;
+    const nested = Array.isArray(a.value);
+    const payload = nested ? encodeAttrs(a.value as Attr[]) : (a.value as Buffer);
+    // Nested attributes carry NLA_F_NESTED, as libnl (ipvsadm, keepalived) sends them; the kernel takes both.
+    const type = nested ? a.type | NLA_F_NESTED : a.type;
     const len = NLA_HDRLEN + payload.length;
     if (len > 0xffff) throw new RangeError(`netlink attribute ${a.type} is too long (${len} bytes)`);
     const hdr = Buffer.alloc(NLA_HDRLEN);
     if (LE) {
       hdr.writeUInt16LE(len, 0);
-      hdr.writeUInt16LE(a.type, 2);
+      hdr.writeUInt16LE(type, 2);
     } else {
       hdr.writeUInt16BE(len, 0);
-      hdr.writeUInt16BE(a.type, 2);
+      hdr.writeUInt16BE(type, 2);
     }
     parts.push(hdr, payload, Buffer.alloc(align4(len) - len));
   }

@@ -1,6 +1,8 @@
 // Golden bytes for the IPVS generic-netlink codec, derived by hand from include/uapi/linux/ip_vs.h and the
 // kernel's nla_policy (net/netfilter/ipvs/ip_vs_ctl.c): attribute = u16 len (header included), u16 type,
-// payload padded to 4 bytes; ports and addresses big-endian, other integers host order (x86: little-endian).
+// payload padded to 4 bytes; ports and addresses big-endian, other integers host order (x86: little-endian);
+// nested attributes carry NLA_F_NESTED (0x8000). The lab test (test/lab/ipvs-client.test.ts) checks the
+// NEW_SERVICE bytes against what ipvsadm itself sends, captured with strace in the micro-VM.
 import assert from 'node:assert/strict';
 import { endianness } from 'node:os';
 import { describe, it } from 'node:test';
@@ -39,7 +41,7 @@ describe('IPVS codec: requests (golden bytes)', { skip: !le && 'golden bytes are
       req.payload,
       hex(`
         01 01 0000                      # genlmsghdr: cmd NEW_SERVICE, version 1
-        5400 0100                       # IPVS_CMD_ATTR_SERVICE, 84 bytes, nested:
+        5400 0180                       # IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED, 84 bytes:
           0600 0100 0200 0000           #   AF = AF_INET (u16) + pad
           0600 0200 0600 0000           #   PROTOCOL = 6 (u16) + pad
           1400 0300 c000020a 00000000 00000000 00000000  # ADDR: nf_inet_addr, 16 bytes
@@ -66,7 +68,7 @@ describe('IPVS codec: requests (golden bytes)', { skip: !le && 'golden bytes are
       req.payload,
       hex(`
         02 01 0000
-        5400 0100
+        5400 0180
           0600 0100 0a00 0000           # AF_INET6 = 10
           0600 0200 1100 0000           # UDP = 17
           1400 0300 20010db8000000000000000000000010
@@ -82,7 +84,7 @@ describe('IPVS codec: requests (golden bytes)', { skip: !le && 'golden bytes are
   it('DEL_SERVICE by firewall mark sends only AF and FWMARK', () => {
     const req = delServiceRequest({ fwmark: 7, family: 4 });
     assert.equal(req.describe, 'delete service fwmark 7 (IPv4)');
-    assert.deepEqual(req.payload, hex('03 01 0000  1400 0100  0600 0100 0200 0000  0800 0500 07000000'));
+    assert.deepEqual(req.payload, hex('03 01 0000  1400 0180  0600 0100 0200 0000  0800 0500 07000000'));
   });
 
   it('NEW_DEST direct routing, weight 1, with the service key', () => {
@@ -92,12 +94,12 @@ describe('IPVS codec: requests (golden bytes)', { skip: !le && 'golden bytes are
       req.payload,
       hex(`
         05 01 0000
-        3000 0100                       # service key, 48 bytes
+        3000 0180                       # service key, 48 bytes
           0600 0100 0200 0000
           0600 0200 0600 0000
           1400 0300 c000020a 00000000 00000000 00000000
           0600 0400 0050 0000
-        4800 0200                       # IPVS_CMD_ATTR_DEST, 72 bytes
+        4800 0280                       # IPVS_CMD_ATTR_DEST, 72 bytes
           1400 0100 c6336407 00000000 00000000 00000000  # ADDR
           0600 0200 0050 0000           # PORT 80
           0600 0b00 0200 0000           # ADDR_FAMILY AF_INET
@@ -149,7 +151,7 @@ describe('IPVS codec: requests (golden bytes)', { skip: !le && 'golden bytes are
       req.payload,
       hex(`
         09 01 0000
-        2000 0300                       # IPVS_CMD_ATTR_DAEMON, 32 bytes
+        2000 0380                       # IPVS_CMD_ATTR_DAEMON, 32 bytes
           0800 0100 01000000            # STATE master
           0900 0200 6574683000 000000   # MCAST_IFN "eth0\\0"
           0800 0300 07000000            # SYNC_ID 7
