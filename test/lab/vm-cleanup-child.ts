@@ -1,6 +1,6 @@
 // Child process for vm-cleanup.test.ts: does lab runs and reports their ids on stdout (one JSON per line),
 // so the parent can check the host after this process is gone.
-import { runInVm, startVm, VmError } from '../../lab/vm/index.js';
+import { runInVm, startVm, type VmError } from '../../lab/vm/index.js';
 
 const say = (o: object): void => {
   process.stdout.write(`${JSON.stringify(o)}\n`);
