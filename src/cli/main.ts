@@ -4,6 +4,8 @@ import { logLevels } from '../config/types.js';
 import { version } from '../util/version.js';
 import { createContext } from './context.js';
 import { ExitCode } from './exit-codes.js';
+import { registerDaemon } from './daemon.js';
+import { registerOperate } from './operate.js';
 import { registerValidate } from './validate.js';
 import { registerLab } from './lab.js';
 import { registerRenderKeepalived } from './render-keepalived.js';
@@ -19,6 +21,8 @@ export function buildProgram(): { program: Command; ctx: ReturnType<typeof creat
   const ctx = createContext(program);
   registerValidate(program, ctx);
   registerLab(program, ctx);
+  registerDaemon(program, ctx);
+  registerOperate(program, ctx);
   registerRenderKeepalived(program, ctx);
   return { program, ctx };
 }

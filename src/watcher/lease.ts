@@ -104,6 +104,9 @@ export class LeaderElector {
           },
         }).catch((e: unknown) => {
           if (e instanceof ApiException && e.code === 409) return undefined; // a peer created it first
+          if (e instanceof ApiException && e.code === 404) {
+            throw new Error(`cannot create Lease ${namespace}/${name}: namespace ${namespace} does not exist (apply deploy/rbac.yaml, or set kubernetes.lease.namespace)`);
+          }
           throw e;
         });
         if (created) this.won(created);

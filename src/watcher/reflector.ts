@@ -219,7 +219,7 @@ export class Reflector<T extends KubernetesObject> {
         .then((controller: AbortController) => {
           this.stats.connected = true;
           this.abortWatch = () => controller.abort();
-          if (settled) controller.abort();
+          if (settled || this.stopped) controller.abort();
         })
         .catch(finish);
     });

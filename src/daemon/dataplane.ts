@@ -1,0 +1,61 @@
+// What the daemon asks of the kernel side (IPVS reconciler, VIP binder, VRRP). The control plane (watcher,
+// IPAM, status) only hands it desired states; whatever implements it owns every kernel write.
+import type { VirtualServiceView, VrrpGroupView } from '../api/state.js';
+import type { Config } from '../config/types.js';
+import type { DesiredState } from '../model/types.js';
+
+export interface ReconcileResult {
+  operations: number;
+  errors: number;
+  durationMs: number;
+}
+
+export interface DataPlaneHealth {
+  kernel: boolean;
+  reconciledOnce: boolean;
+  messages: string[];
+}
+
+export interface DataPlane {
+  start(): Promise<void>;
+  /** The latest desired state; applied after the coalescing window. */
+  update(desired: DesiredState): void;
+  reconcileNow(): Promise<ReconcileResult>;
+  reconfigure(config: Config): Promise<void>;
+  health(): DataPlaneHealth;
+  virtualServices(): Promise<VirtualServiceView[]>;
+  vrrp(): VrrpGroupView[];
+  /** Releases VIPs and stops keepalived; the IPVS table stays as programmed (fail static across restarts). */
+  stop(): Promise<void>;
+}
+
+/**
+ * For hosts that only allocate (or a first run without kernel access): keeps the desired state for the API
+ * and reports that the kernel is not programmed.
+ */
+export class DesiredOnlyDataPlane implements DataPlane {
+  private desired: DesiredState = { virtualServices: [], problems: [] };
+  private updates = 0;
+  async start(): Promise<void> {}
+  update(desired: DesiredState): void {
+    this.desired = desired;
+    this.updates++;
+  }
+  async reconcileNow(): Promise<ReconcileResult> {
+    return { operations: 0, errors: 0, durationMs: 0 };
+  }
+  async reconfigure(): Promise<void> {}
+  health(): DataPlaneHealth {
+    return { kernel: true, reconciledOnce: this.updates > 0, messages: ['data plane disabled (--no-kernel): the kernel is not programmed'] };
+  }
+  async virtualServices(): Promise<VirtualServiceView[]> {
+    return this.desired.virtualServices.map((v) => ({
+      key: v.key, vip: v.vip, protocol: v.protocol, port: v.port, scheduler: v.scheduler, forwarding: v.forwarding, service: v.service, owned: true,
+      realServers: v.realServers.map((r) => ({ address: r.address, port: r.port, node: r.node, weight: r.weight, state: r.state, health: 'unknown' as const })),
+    }));
+  }
+  vrrp(): VrrpGroupView[] {
+    return [];
+  }
+  async stop(): Promise<void> {}
+}
