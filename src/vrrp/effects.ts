@@ -1,7 +1,7 @@
 // Carries out the reducer's effects against the VIP binder and the IPVS sync daemon. Both are injected: the
 // real ones live in src/vip and src/ipvs, tests pass their own recorders. Effects run one step at a time, in
-// order, so a release and a later bind of the same group never overlap; the groups of one release run
-// together ("release all at once" when keepalived dies). A failure is logged and reported, never thrown: the
+// order, so a release and a later bind of the same group never overlap; the groups of one release go in the
+// same step, without waiting for anything else ("release all at once" when keepalived dies). A failure is logged and reported, never thrown: the
 // next state change or resync retries.
 import type { Logger } from '../util/log.js';
 import type { SyncMode, VrrpEffect } from './state.js';
@@ -57,8 +57,16 @@ export class EffectRunner {
             await this.vips.bindGroup(e.group);
             break;
           case 'release': {
-            const results = await Promise.allSettled(e.groups.map((g) => this.vips.releaseGroup(g)));
-            const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [`${e.groups[i]}: ${(r.reason as Error).message}`] : []));
+            // Every group is tried even when one fails. One after another: the real binder keeps one
+            // ownership file and its concurrent rewrites collide.
+            const failed: string[] = [];
+            for (const g of e.groups) {
+              try {
+                await this.vips.releaseGroup(g);
+              } catch (err) {
+                failed.push(`${g}: ${(err as Error).message}`);
+              }
+            }
             if (failed.length > 0) throw new Error(`release failed for ${failed.join('; ')}`);
             break;
           }
