@@ -75,6 +75,14 @@ export class VrrpController extends EventEmitter<Events> {
     return this.world;
   }
 
+  /**
+   * Whether this host is master of the group now: the reconciler binds a new Service's VIP at once only
+   * then (otherwise the next MASTER transition binds it with the rest of the group).
+   */
+  isMaster(group: string): boolean {
+    return this.world.groups[group]?.phase === 'MASTER';
+  }
+
   get keepalivedPid(): number | undefined {
     return this.supervisor.pid;
   }

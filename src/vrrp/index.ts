@@ -12,3 +12,4 @@ export { backoffDelay, defaultBackoff, type BackoffPolicy } from './backoff.js';
 export { groupForVip } from './groups.js';
 export { RenderError } from './safe.js';
 export { chooseTracking, claimDaemonIdentity, inInitialNetns } from './tracking.js';
+export { GroupVipController, IpvsSyncDaemons, planSyncDaemons, vipGroupResolver, type VipBinderLike, type SyncDaemonApi } from './adapters.js';
