@@ -3,6 +3,8 @@
 // Packages, users and services are switched off, so nothing outside the temp directory changes.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -89,7 +91,7 @@ describe('ansible role ipvs_lb', () => {
       writeFileSync(p, JSON.stringify({ ...JSON.parse(readFileSync(p, 'utf8')), version }, null, 2));
     }
     const out = join(tmp, 'rel', `ipvs-lb-${version}.tgz`);
-    assert.equal((await sh('tar', ['-czf', out, '-C', dir, 'package'])).code, 0);
+    assert.equal((await sh('tar', ['--use-compress-program=gzip -1', '-cf', out, '-C', dir, 'package'])).code, 0);
     rmSync(dir, { recursive: true, force: true });
     return out;
   }
@@ -146,6 +148,19 @@ describe('ansible role ipvs_lb', () => {
     const r = await sh('ansible-lint', [], { cwd: ansibleDir, env });
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, /Passed with production profile: 0 failure\(s\), 0 warning\(s\)/);
+  });
+
+  it('documents firewall rules that nft accepts', async () => {
+    const doc = readFileSync(join(root, 'docs', 'operations.md'), 'utf8');
+    const m = /```nft\n([\s\S]*?)```/.exec(doc);
+    assert.ok(m?.[1], 'no ```nft block in docs/operations.md');
+    const file = join(tmp, 'firewall.nft');
+    writeFileSync(file, m[1]);
+    // -c checks the ruleset against the kernel without applying it.
+    const r = await sh('nft', ['-c', '-f', file]);
+    assert.equal(r.code, 0, r.out);
+    assert.match(m[1], /ip protocol 112 /);
+    assert.match(m[1], /udp dport 8848 /);
   });
 
   it('keeps one systemd unit and one user definition: the role links to the project files', () => {
@@ -300,5 +315,55 @@ describe('ansible role ipvs_lb', () => {
       assert.equal(readFileSync(path, 'utf8'), before);
       assert.equal(readlinkSync(join(lbRoot, 'opt', 'ipvs-lb')), 'ipvs-lb-0.1.0');
     });
+  });
+
+  it('site.yml rolls out one host at a time and stops at the first that is not ready', async () => {
+    // Stands in for the daemon's /readyz: ready for the first host, never for the second.
+    const checks: { secondTouched: boolean }[] = [];
+    const second = join(tmp, 'site', 'lb2');
+    const server = createServer((req, res) => {
+      checks.push({ secondTouched: existsSync(join(second, 'etc', 'ipvs-lb', 'config.yaml')) });
+      res.statusCode = req.url === '/readyz' && checks.length === 1 ? 200 : 503;
+      res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const hosts = ['lb1', 'lb2', 'lb3'].flatMap((h, i) => [
+        `    ${h}:`,
+        '      ansible_connection: local',
+        '      ansible_python_interpreter: /usr/bin/python3',
+        `      ipvs_lb_address: 198.51.100.${11 + i}`,
+        `      ipvs_lb_root: ${join(tmp, 'site', h)}`,
+      ]);
+      const inv = join(tmp, 'site-inventory.yml');
+      writeFileSync(inv, ['ipvs_lb:', '  hosts:', ...hosts, ''].join('\n'));
+      // Extra vars win over host vars, so the per-host ones stay out of them.
+      const { ipvs_lb_root: _root, ipvs_lb_host_name: _name, ...shared } = vars();
+      const file = join(tmp, 'site-vars.json');
+      writeFileSync(
+        file,
+        JSON.stringify({
+          ...shared,
+          ipvs_lb_api_listen: `127.0.0.1:${port}`,
+          ipvs_lb_wait_ready: true,
+          ipvs_lb_ready_retries: 2,
+          ipvs_lb_ready_delay: 1,
+          // Root already; there is no sudo to become with.
+          ansible_become: false,
+        }),
+      );
+      const r = await sh('ansible-playbook', ['-i', inv, 'site.yml', '-e', `@${file}`], { cwd: ansibleDir, env });
+      assert.notEqual(r.code, 0, r.out.slice(-3000));
+      assert.ok(existsSync(join(tmp, 'site', 'lb1', 'etc', 'ipvs-lb', 'config.yaml')), r.out.slice(-3000));
+      assert.ok(existsSync(join(second, 'etc', 'ipvs-lb', 'config.yaml')), r.out.slice(-3000));
+      assert.ok(!existsSync(join(tmp, 'site', 'lb3')), 'the rollout went on after a host that never became ready');
+      // lb1 was ready before lb2 was touched; lb2 was polled until the retries ran out.
+      assert.deepEqual(checks.map((c) => c.secondTouched), [false, true, true, true]);
+      assert.equal(recap(r.out, 'lb1').failed, 0);
+      assert.equal(recap(r.out, 'lb2').failed, 1);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
