@@ -419,6 +419,8 @@ export class Ipam {
       const ref = this.rangeAt(family, h.value);
       // Orphaned addresses are kept for their holders but not handed to anyone new.
       if (!ref || ref.pool.config.name !== h.pool) continue;
+      // Nor is an address the pool has since started to avoid.
+      if (ref.pool.config.avoidBuggyIPs && isBuggyIPv4(family, h.value)) continue;
       const rank = pools.indexOf(ref.pool);
       if (rank < 0 || (best && (rank > best.rank || (rank === best.rank && h.value > best.h.value)))) continue;
       if (this.shareCheck(family, h.value, h.address, svc)) continue;
