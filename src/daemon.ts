@@ -24,6 +24,7 @@ import { EventRecorder } from './watcher/events.js';
 import { LeaderElector } from './watcher/lease.js';
 import { isOurService } from './watcher/ours.js';
 import { StatusWriter } from './watcher/status.js';
+import { groupForVip } from './vrrp/groups.js';
 
 export interface DaemonOptions {
   configPath: string;
@@ -112,6 +113,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     return desiredState({
       services: cluster.services.list().filter((s) => isOurService(s, config.kubernetes)),
       nodes: cluster.nodes.list(), endpointSlices: cluster.endpointSlices.list(), allocations, config, now: Date.now(),
+      vrrpGroupOf: (vip, pool) => (config.vrrp.enabled ? groupForVip(vip, config.pools.find((p) => p.name === pool)?.vrrpGroup, config.vrrp.groups.map((g) => g.name)) : undefined),
     });
   }
 
