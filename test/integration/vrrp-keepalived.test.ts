@@ -92,6 +92,14 @@ describe('VRRP controller with a real keepalived', { timeout: 120_000 }, () => {
     assert.deepEqual(rec.list().slice(calm), [], 'no VRRP state change from a reload');
     assert.equal(c.state.groups.a!.phase, 'MASTER');
 
+    // A change keepalived refuses: reported with its line, the running file and process stay as they are.
+    const running = await readFile(c.paths.config, 'utf8');
+    const refused = vrrp([group({ interface: 'nosuch0' })], { configPath: c.paths.config });
+    await assert.rejects(c.applyConfig(refused), (err: Error) => /keepalived\.conf:\d+: .*nosuch0/.test(err.message));
+    assert.equal(await readFile(c.paths.config, 'utf8'), running);
+    assert.equal(c.keepalivedPid, pidBefore);
+    assert.equal(c.state.groups.a!.phase, 'MASTER');
+
     const vrrpChild2 = await pidFrom(c.paths.vrrpPid);
     const stopMark = rec.calls.length;
     await c.stop();
