@@ -85,7 +85,7 @@ export class KernelDataPlane implements DataPlane {
     }
     this.vipsByGroup = byGroup;
     this.reconciler?.update(desired.virtualServices, desired.virtualServices.map((v) => v.vip));
-    this.queueVipSync();
+    void this.queueVipSync();
   }
 
   /** Bound VIPs follow the desired set for the groups we are master of; everything else is released. */
