@@ -133,10 +133,14 @@ export function kernelError(req: Pick<IpvsRequest, 'cmd' | 'describe' | 'subject
 }
 
 export class IpvsClient {
+  /** Extra sockets for parallel destination dumps (snapshot), opened on first use. */
+  private readonly dumpers: NetlinkTransport[] = [];
+
   private constructor(
     private readonly transport: NetlinkTransport,
     /** The dynamically allocated generic netlink family id of "IPVS" in this network namespace's kernel. */
     readonly familyId: number,
+    private readonly transportOpts: IpvsClientOptions,
   ) {}
 
   /** Opens a generic netlink socket and resolves the IPVS family (loading ip_vs if allowed and needed). */
@@ -151,7 +155,7 @@ export class IpvsClient {
         await execa('modprobe', ['ip_vs'], { reject: false });
         id = await resolveFamily(transport, IPVS_GENL_NAME);
       }
-      return new IpvsClient(transport, id);
+      return new IpvsClient(transport, id, opts);
     } catch (e) {
       transport.close();
       const errno = kernelErrno(e);
@@ -170,6 +174,7 @@ export class IpvsClient {
 
   close(): void {
     this.transport.close();
+    for (const d of this.dumpers.splice(0)) d.close();
   }
 
   async info(): Promise<IpvsInfo> {
@@ -207,25 +212,43 @@ export class IpvsClient {
   }
 
   async destinations(key: ServiceKey): Promise<Destination[]> {
+    return this.destinationsVia(this.transport, key);
+  }
+
+  private async destinationsVia(transport: NetlinkTransport, key: ServiceKey): Promise<Destination[]> {
     const { family } = serviceKeyAttrs(key);
     const req = dumpDestsRequest(key);
-    const replies = await this.call(req);
+    const replies = await this.call(req, transport);
     return replies.map((p) => decode(() => decodeDestMsg(p, family), req.describe));
   }
 
-  /** Every service with its destinations (a service deleted between the two dumps is skipped). */
-  async snapshot(): Promise<ServiceWithDests[]> {
-    const out: ServiceWithDests[] = [];
-    for (const service of await this.services()) {
-      const key = keyOf(service);
-      try {
-        out.push({ service, destinations: await this.destinations(key) });
-      } catch (e) {
-        if (e instanceof NetlinkError && e.code === 'ESRCH') continue;
-        throw e;
-      }
-    }
-    return out;
+  /**
+   * Every service with its destinations (a service deleted between the two dumps is skipped). The kernel dumps
+   * destinations one service at a time, so with many services the round trips dominate; they are spread over
+   * `concurrency` sockets (one dump in flight per socket, as the kernel requires).
+   */
+  async snapshot(opts: { concurrency?: number } = {}): Promise<ServiceWithDests[]> {
+    const services = await this.services();
+    const want = Math.max(1, Math.min(opts.concurrency ?? 4, 16, services.length));
+    while (this.dumpers.length < want - 1) this.dumpers.push(new NetlinkTransport({ ...this.transportOpts, protocol: NETLINK_GENERIC }));
+    const lanes = [this.transport, ...this.dumpers.slice(0, want - 1)];
+    const out: (ServiceWithDests | undefined)[] = new Array(services.length);
+    let next = 0;
+    await Promise.all(
+      lanes.map(async (lane) => {
+        while (next < services.length) {
+          const i = next++;
+          const service = services[i]!;
+          try {
+            out[i] = { service, destinations: await this.destinationsVia(lane, keyOf(service)) };
+          } catch (e) {
+            if (e instanceof NetlinkError && e.code === 'ESRCH') continue;
+            throw e;
+          }
+        }
+      }),
+    );
+    return out.filter((x): x is ServiceWithDests => x !== undefined);
   }
 
   addService(spec: ServiceSpec): Promise<void> {
@@ -281,10 +304,10 @@ export class IpvsClient {
   }
 
   /** Sends one request or dump; returns the reply payloads. */
-  private async call(req: IpvsRequest): Promise<Buffer[]> {
+  private async call(req: IpvsRequest, transport = this.transport): Promise<Buffer[]> {
     try {
       const msg = { type: this.familyId, flags: 0, payload: req.payload };
-      const replies = req.dump ? await this.transport.dump(msg) : await this.transport.request(msg);
+      const replies = req.dump ? await transport.dump(msg) : await transport.request(msg);
       return replies.map((m) => m.payload);
     } catch (e) {
       const errno = kernelErrno(e);

@@ -23,6 +23,8 @@ export interface TransportOptions {
   maxBatch?: number;
   /** Most bytes put in one sendmsg by batch(). Default 64 KiB (the kernel refuses more than SO_SNDBUF). */
   maxBatchBytes?: number;
+  /** Peek at each datagram's size before reading it (two recvmsg per datagram). Default true. */
+  messagePeeking?: boolean;
 }
 
 export interface OutboundMsg {
@@ -64,7 +66,15 @@ export class NetlinkTransport {
   private onSocketError: ((err: Error) => void) | undefined;
 
   constructor(opts: TransportOptions) {
-    this.sock = new RawNetlinkSocket(opts.protocol, { recvBufferSize: 0, sendBufferSize: 0 });
+    // Message peeking (the package's default) sizes each read to the datagram: two recvmsg per datagram, but
+    // measured in the lab it dumps faster than reading into a fixed 64 KiB buffer (1,000 dumps: 2.0-3.2 s vs
+    // 3.6-9.8 s under UML). Without peeking a datagram larger than the buffer would fail with EMSGSIZE.
+    this.sock = new RawNetlinkSocket(opts.protocol, {
+      recvBufferSize: 0,
+      sendBufferSize: 0,
+      messagePeeking: opts.messagePeeking ?? true,
+      msgBufferSize: 64 << 10,
+    });
     try {
       this.sock.setRecvBufferSize(opts.recvBufferSize ?? 4 << 20);
       for (const g of opts.groups ?? []) this.sock.addMembership(g);
@@ -79,6 +89,7 @@ export class NetlinkTransport {
     this.maxBatchBytes = opts.maxBatchBytes ?? 64 << 10;
     this.sock.on('message', (buf, rinfo) => this.receive(buf, rinfo.groups));
     this.sock.on('error', (err) => this.socketError(err));
+    this.sock.on('truncatedMessage', () => this.current?.fail(new NetlinkTransportError('EMSGSIZE', 'netlink: a reply did not fit the 64 KiB receive buffer')));
     this.sock.unref();
   }
 
