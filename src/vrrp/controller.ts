@@ -119,11 +119,23 @@ export class VrrpController extends EventEmitter<Events> {
   async start(): Promise<void> {
     await mkdir(this.config.configPath.replace(/\/[^/]*$/, '') || '/', { recursive: true, mode: 0o750 });
     if (this.o.claimIdentity !== false) this.releaseIdentity = claimDaemonIdentity(this.paths.daemonPid);
-    const installed = await installKeepalivedConfig(this.paths.config, this.render(), { keepalivedPath: this.config.keepalivedPath, netns: this.o.netns });
-    // The FIFO is open before keepalived starts, so no transition is written while nobody listens.
-    await this.fifo.open();
-    const adopted = await this.supervisor.start();
+    let installed: { changed: boolean };
+    let adopted: boolean;
+    try {
+      installed = await installKeepalivedConfig(this.paths.config, this.render(), { keepalivedPath: this.config.keepalivedPath, netns: this.o.netns });
+      // The FIFO is open before keepalived starts, so no transition is written while nobody listens.
+      await this.fifo.open();
+      adopted = await this.supervisor.start();
+    } catch (err) {
+      // A daemon that cannot start must not leave a pid file that tells keepalived it is alive.
+      await this.fifo.close();
+      this.releaseIdentity?.();
+      this.releaseIdentity = undefined;
+      throw err;
+    }
     if (adopted) {
+      // Lines queued in the FIFO while no daemon read it are older than the dump requested below; they are
+      // read as soon as the FIFO is open (the dump takes a process spawn and a poll), so the dump lands last.
       const states = await requestStates((sig) => this.supervisor.signal(sig), {
         keepalivedPath: this.config.keepalivedPath,
         ...(this.o.jsonDumpFile ? { dumpFile: this.o.jsonDumpFile } : {}),

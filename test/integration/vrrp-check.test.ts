@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
 import { checkKeepalivedConfig } from '../../src/vrrp/check.js';
+import { VrrpController } from '../../src/vrrp/controller.js';
+import { createLogger } from '../../src/util/log.js';
 import { installKeepalivedConfig, KeepalivedConfigError } from '../../src/vrrp/install.js';
 import { renderKeepalivedConf, type RenderOptions } from '../../src/vrrp/render.js';
 import { group, vrrp } from '../unit/vrrp-fixtures.js';
@@ -75,6 +77,21 @@ describe('keepalived -t on rendered configs', () => {
     });
     assert.equal(await readFile(path, 'utf8'), good, 'the running file is untouched');
     assert.deepEqual(await readdir(join(dir.path, 'run')), ['keepalived.conf']);
+  });
+
+  it('a controller whose config keepalived refuses does not start and leaves no pid file behind', async () => {
+    const configPath = join(dir.path, 'ctl', 'keepalived.conf');
+    const calls: string[] = [];
+    const c = new VrrpController({
+      config: vrrp([group({ interface: 'nosuch0' })], { configPath }),
+      vips: { bindGroup: async (g) => void calls.push(`bind ${g}`), releaseGroup: async (g) => void calls.push(`release ${g}`) },
+      log: createLogger('silent'),
+      netns: ns.name,
+    });
+    await assert.rejects(c.start(), /nosuch0/);
+    assert.deepEqual(await readdir(join(dir.path, 'ctl')), [], 'no config, FIFO or daemon pid file');
+    assert.equal(c.keepalivedPid, undefined);
+    assert.deepEqual(calls, []);
   });
 
   it('`ipvs-lb render-keepalived` prints the file, and --check runs keepalived -t', async () => {
