@@ -344,6 +344,9 @@ export class KubeSim {
       this.store.wipe();
       this.network.reset([]);
       this.seedDefaults();
+      // Compacting after the seeding puts every old resourceVersion out of reach, so clients relist and
+      // learn about the deletions, as they would against a new etcd.
+      this.store.compact();
     } else if (opts.compact ?? true) this.store.compact();
     if (opts.downMs) await sleep(opts.downMs);
     await this.comeUp();
