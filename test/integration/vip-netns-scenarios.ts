@@ -69,6 +69,19 @@ const scenarios: Record<string, (dir: string) => Promise<void>> = {
     await b.close();
   },
 
+  async 'host-address-with-a-wider-prefix-is-never-touched'() {
+    await vethPair();
+    // The host itself has 192.0.2.60/24; a VIP of the same address is a separate /32 entry for the kernel,
+    // and unbinding the VIP removes exactly that entry.
+    await ip('addr', 'add', '192.0.2.60/24', 'dev', IF);
+    const b = await VipBinder.open({ interface: IF, store: new MemoryOwnership(), announce: false });
+    assert.equal(await b.bind('192.0.2.60'), 'added');
+    assert.deepEqual((await addrsOnIf()).sort(), ['192.0.2.60/24', '192.0.2.60/32']);
+    assert.equal(await b.unbind('192.0.2.60'), 'removed');
+    assert.deepEqual(await addrsOnIf(), ['192.0.2.60/24']);
+    await b.close();
+  },
+
   async 'ownership-survives-restart'(dir) {
     await vethPair();
     const path = join(dir, 'state', 'vips.json');
