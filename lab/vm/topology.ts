@@ -11,7 +11,8 @@
 //   lo         the classic DR real server: the VIP on lo with arp_ignore=1/arp_announce=2
 //   none       nothing: the node drops VIP traffic (a negative control)
 // Addresses come only from documentation ranges: hosts and nodes on the LAN 198.51.100.0/24, clients on the
-// LAN or behind the router on 203.0.113.0/24, VIPs from 192.0.2.0/24.
+// LAN or behind the router on 203.0.113.0/24, VIPs from 192.0.2.0/24. Optional IPv6 (`ip6`, v6 VIPs):
+// LAN 2001:db8:100::/64, WAN 2001:db8:203::/64, VIPs 2001:db8:ff::/64.
 //
 // The builder is a pure function from a spec to one bash script (few processes: everything is slow under
 // emulation); applyTopology() runs it and hands back the servers it started as GuestProcess handles.
@@ -27,6 +28,8 @@ export interface LbHostSpec {
   name: string;
   /** LAN address (198.51.100.0/24). */
   ip: string;
+  /** LAN IPv6 address (2001:db8:100::/64). */
+  ip6?: string;
   /** VIPs bound on eth0 at start (normally the daemon or keepalived binds them; this is for raw IPVS tests). */
   vips?: string[];
 }
@@ -35,6 +38,8 @@ export interface NodeSpec {
   name: string;
   /** LAN address (198.51.100.0/24). */
   ip: string;
+  /** LAN IPv6 address (2001:db8:100::/64); needed for IPv6 VIPs. Its servers then also listen on IPv6. */
+  ip6?: string;
   /** How the node accepts traffic for the VIPs. Default 'kube-ipvs0'. */
   vipMode?: VipMode;
   /** VIPs the node accepts (192.0.2.0/24). */
@@ -49,10 +54,14 @@ export interface ClientSpec {
   name: string;
   /** 203.0.113.0/24 puts the client behind the router; 198.51.100.0/24 puts it on the LAN. */
   ip: string;
+  /** IPv6 address on the same segment: 2001:db8:203::/64 behind the router, 2001:db8:100::/64 on the LAN. */
+  ip6?: string;
 }
 
 export interface TopologySpec {
   lbs?: LbHostSpec[];
+  /** Plain LAN hosts (for example one that runs the Kubernetes API simulator); same fields as an LB host. */
+  hosts?: LbHostSpec[];
   nodes?: NodeSpec[];
   clients?: ClientSpec[];
 }
@@ -60,30 +69,41 @@ export interface TopologySpec {
 export const LAN = '198.51.100.0/24';
 export const WAN = '203.0.113.0/24';
 export const VIP_RANGE = '192.0.2.0/24';
-export const ROUTER = { name: 'router', lanIp: '198.51.100.1', wanIp: '203.0.113.1' } as const;
+export const LAN6 = '2001:db8:100::/64';
+export const WAN6 = '2001:db8:203::/64';
+export const VIP6_RANGE = '2001:db8:ff::/64';
+export const ROUTER = { name: 'router', lanIp: '198.51.100.1', wanIp: '203.0.113.1', lanIp6: '2001:db8:100::1', wanIp6: '2001:db8:203::1' } as const;
 /** The namespace that holds the bridges br-lan and br-wan. */
 export const SWITCH_NS = 'lab-sw';
 
 const NAME_RE = /^[a-z][a-z0-9-]{0,12}$/;
 const MODES: readonly VipMode[] = ['dnat', 'dnat-nft', 'kube-ipvs0', 'tunl0', 'lo', 'none'];
 
+/** Checks an address against the allowed ranges and returns it in canonical form. */
 function inRange(field: string, value: string, cidrs: readonly string[]): string {
-  let addr: ipaddr.IPv4 | ipaddr.IPv6;
-  try {
-    if (!ipaddr.IPv4.isValidFourPartDecimal(value)) throw new Error('not dotted quad');
-    addr = ipaddr.parse(value);
-  } catch {
-    throw new Error(`topology ${field}: ${JSON.stringify(value)} is not an IPv4 address`);
+  const v4 = ipaddr.IPv4.isValidFourPartDecimal(value);
+  if (!v4 && !(typeof value === 'string' && value.includes(':') && !value.includes('%') && ipaddr.IPv6.isValid(value))) {
+    throw new Error(`topology ${field}: ${JSON.stringify(value)} is not an IP address`);
+  }
+  const addr = ipaddr.parse(value);
+  if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress()) {
+    throw new Error(`topology ${field}: ${value} is an IPv4-mapped address`);
   }
   const ok = cidrs.some((c) => {
     const [net, bits] = ipaddr.parseCIDR(c);
     return addr.kind() === net.kind() && addr.match(net, bits);
   });
   if (!ok) throw new Error(`topology ${field}: ${value} is outside ${cidrs.join(' and ')}`);
-  const last = Number(value.split('.')[3]);
-  if (last === 0 || last === 255) throw new Error(`topology ${field}: ${value} is a network or broadcast address`);
-  return value;
+  if (v4) {
+    const last = Number(value.split('.')[3]);
+    if (last === 0 || last === 255) throw new Error(`topology ${field}: ${value} is a network or broadcast address`);
+  } else if ((addr as ipaddr.IPv6).parts.slice(4).every((p) => p === 0)) {
+    throw new Error(`topology ${field}: ${value} is the subnet-router anycast address`);
+  }
+  return addr.toString();
 }
+
+const isV6 = (a: string): boolean => a.includes(':');
 
 function ports(field: string, list: readonly number[] | undefined): number[] {
   for (const p of list ?? []) {
@@ -92,36 +112,50 @@ function ports(field: string, list: readonly number[] | undefined): number[] {
   return [...(list ?? [])];
 }
 
+type CheckedHost = Required<Omit<LbHostSpec, 'ip6'>> & { ip6?: string };
+type CheckedNode = Required<Omit<NodeSpec, 'ip6'>> & { ip6?: string };
+
 interface Checked {
-  lbs: Required<LbHostSpec>[];
-  nodes: Required<NodeSpec>[];
+  lbs: CheckedHost[];
+  hosts: CheckedHost[];
+  nodes: CheckedNode[];
   clients: (ClientSpec & { wan: boolean })[];
   router: boolean;
+  v6: boolean;
 }
 
 /** Validates the whole spec before anything is built; every error names the field and the value. */
 export function checkTopology(spec: TopologySpec, backend?: 'uml' | 'qemu'): Checked {
   const names = new Set<string>([SWITCH_NS, ROUTER.name]);
-  const ips = new Set<string>([ROUTER.lanIp, ROUTER.wanIp]);
-  const claim = (field: string, name: string, ip: string): void => {
+  const ips = new Set<string>([ROUTER.lanIp, ROUTER.wanIp, ROUTER.lanIp6, ROUTER.wanIp6]);
+  const claim = (field: string, name: string, ip: string, ip6?: string): void => {
     if (!NAME_RE.test(name)) throw new Error(`topology ${field}.name: ${JSON.stringify(name)} must match ${NAME_RE.source} (it names a namespace and a veth)`);
     if (names.has(name)) throw new Error(`topology ${field}.name: ${JSON.stringify(name)} is reserved or used twice`);
     names.add(name);
-    if (ips.has(ip)) throw new Error(`topology ${field}.ip: ${ip} is the router's or used twice`);
-    ips.add(ip);
+    for (const [k, a] of [['ip', ip], ['ip6', ip6]] as const) {
+      if (a === undefined) continue;
+      if (ips.has(a)) throw new Error(`topology ${field}.${k}: ${a} is the router's or used twice`);
+      ips.add(a);
+    }
   };
   const vips = (field: string, list: readonly string[] | undefined): string[] =>
-    (list ?? []).map((v, i) => inRange(`${field}.vips[${i}]`, v, [VIP_RANGE]));
-  const lbs = (spec.lbs ?? []).map((l, i) => {
-    const f = `lbs[${i}]`;
-    inRange(`${f}.ip`, l.ip, [LAN]);
-    claim(f, l.name, l.ip);
-    return { name: l.name, ip: l.ip, vips: vips(f, l.vips) };
-  });
-  const nodes = (spec.nodes ?? []).map((n, i) => {
+    (list ?? []).map((v, i) => inRange(`${field}.vips[${i}]`, v, [VIP_RANGE, VIP6_RANGE]));
+  const host = (kind: 'lbs' | 'hosts') => (l: LbHostSpec, i: number): CheckedHost => {
+    const f = `${kind}[${i}]`;
+    const ip = inRange(`${f}.ip`, l.ip, [LAN]);
+    const ip6 = l.ip6 === undefined ? undefined : inRange(`${f}.ip6`, l.ip6, [LAN6]);
+    claim(f, l.name, ip, ip6);
+    const v = vips(f, l.vips);
+    if (!ip6 && v.some(isV6)) throw new Error(`topology ${f}.vips: IPv6 VIPs need ${f}.ip6`);
+    return { name: l.name, ip, ip6, vips: v };
+  };
+  const lbs = (spec.lbs ?? []).map(host('lbs'));
+  const hosts = (spec.hosts ?? []).map(host('hosts'));
+  const nodes = (spec.nodes ?? []).map((n, i): CheckedNode => {
     const f = `nodes[${i}]`;
-    inRange(`${f}.ip`, n.ip, [LAN]);
-    claim(f, n.name, n.ip);
+    const ip = inRange(`${f}.ip`, n.ip, [LAN]);
+    const ip6 = n.ip6 === undefined ? undefined : inRange(`${f}.ip6`, n.ip6, [LAN6]);
+    claim(f, n.name, ip, ip6);
     const vipMode = n.vipMode ?? 'kube-ipvs0';
     if (!MODES.includes(vipMode)) throw new Error(`topology ${f}.vipMode: ${JSON.stringify(vipMode)} is not one of ${MODES.join(', ')}`);
     if (vipMode === 'dnat-nft' && backend === 'uml') {
@@ -131,15 +165,21 @@ export function checkTopology(spec: TopologySpec, backend?: 'uml' | 'qemu'): Che
     const echo = ports(`${f}.echo`, n.echo);
     const dup = [...http, ...echo].find((p, k, all) => all.indexOf(p) !== k);
     if (dup !== undefined) throw new Error(`topology ${f}: port ${dup} is used by two servers`);
-    return { name: n.name, ip: n.ip, vipMode, vips: vips(f, n.vips), http, echo };
+    const v = vips(f, n.vips);
+    if (!ip6 && v.some(isV6)) throw new Error(`topology ${f}.vips: IPv6 VIPs need ${f}.ip6`);
+    if (vipMode === 'tunl0' && v.some(isV6)) throw new Error(`topology ${f}.vips: vipMode tunl0 takes IPv4 VIPs only`);
+    return { name: n.name, ip, ip6, vipMode, vips: v, http, echo };
   });
   const clients = (spec.clients ?? []).map((c, i) => {
     const f = `clients[${i}]`;
-    inRange(`${f}.ip`, c.ip, [LAN, WAN]);
-    claim(f, c.name, c.ip);
-    return { name: c.name, ip: c.ip, wan: c.ip.startsWith('203.0.113.') };
+    const ip = inRange(`${f}.ip`, c.ip, [LAN, WAN]);
+    const wan = ip.startsWith('203.0.113.');
+    const ip6 = c.ip6 === undefined ? undefined : inRange(`${f}.ip6`, c.ip6, [wan ? WAN6 : LAN6]);
+    claim(f, c.name, ip, ip6);
+    return { name: c.name, ip, ip6, wan };
   });
-  return { lbs, nodes, clients, router: clients.some((c) => c.wan) };
+  const v6 = [...lbs, ...hosts, ...nodes, ...clients].some((x) => x.ip6 !== undefined);
+  return { lbs, hosts, nodes, clients, router: clients.some((c) => c.wan), v6 };
 }
 
 /** The HTTP responder socat runs per connection (dash, builtins only: one process per request). */
@@ -169,15 +209,21 @@ export function parseWhoami(body: string): Whoami {
     if (v === undefined) throw new Error(`not a lab HTTP answer (no ${k}=): ${JSON.stringify(body)}`);
     return v;
   };
-  return { node: need('node'), client: need('client'), clientPort: Number(need('clientport')), local: need('local'), localPort: Number(need('localport')) };
+  // socat writes IPv6 addresses in brackets and in full; give them in the usual short form.
+  const ip = (v: string): string => {
+    const bare = v.replace(/^\[(.*)\]$/, '$1');
+    return ipaddr.isValid(bare) ? ipaddr.parse(bare).toString() : bare;
+  };
+  return { node: need('node'), client: ip(need('client')), clientPort: Number(need('clientport')), local: ip(need('local')), localPort: Number(need('localport')) };
 }
 
 export interface ServerInfo {
-  /** Background process name: http-NODE-PORT or echo-NODE-PORT. */
+  /** Background process name: http-NODE-PORT, echo-NODE-PORT (IPv4), http6-NODE-PORT, echo6-NODE-PORT (IPv6). */
   name: string;
   ns: string;
   kind: 'http' | 'echo';
   port: number;
+  family: 4 | 6;
 }
 
 export interface TopologyPlan {
@@ -188,16 +234,18 @@ export interface TopologyPlan {
   servers: ServerInfo[];
 }
 
-const portsWaitFn = `# Waits (builtins only) until every given TCP port listens in this namespace.
+const portsWaitFn = `# Waits (builtins only) until every given TCP port (N for IPv4, 6:N for IPv6) listens in this namespace.
 lab_wait_listen() {
-  local p want got line st loc tries=0
+  local p want got st loc tab tries=0
   for p in "$@"; do
+    tab=/proc/net/tcp
+    case "$p" in 6:*) tab=/proc/net/tcp6; p=\${p#6:} ;; esac
     printf -v want '%04X' "$p"
     while :; do
       got=
       while read -r _ loc _ st _; do
         [ "$st" = 0A ] && [ "\${loc##*:}" = "$want" ] && { got=1; break; }
-      done < /proc/net/tcp
+      done < "$tab"
       [ -n "$got" ] && break
       tries=$((tries+1)); [ $tries -gt 400 ] && { echo "port $p does not listen" >&2; return 1; }
       sleep 0.02
@@ -214,10 +262,17 @@ export function planTopology(spec: TopologySpec, runDir: string, backend?: 'uml'
   const servers: ServerInfo[] = [];
   const all = [
     ...t.lbs.map((x) => ({ name: x.name, seg: 'lan' })),
+    ...t.hosts.map((x) => ({ name: x.name, seg: 'lan' })),
     ...t.nodes.map((x) => ({ name: x.name, seg: 'lan' })),
     ...t.clients.map((x) => ({ name: x.name, seg: x.wan ? 'wan' : 'lan' })),
   ];
-  const lanGw = t.router ? [`route add default via ${ROUTER.lanIp}`] : [];
+  const lanGw = (x: { ip6?: string }): string[] =>
+    t.router ? [`route add default via ${ROUTER.lanIp}`, ...(x.ip6 ? [`route add default via ${ROUTER.lanIp6}`] : [])] : [];
+  // nodad: a lab address is unique by construction, and duplicate address detection would keep it
+  // tentative (unusable) for a second, or fail it when a VIP is also held elsewhere on purpose (DR).
+  const addr = (a: string, dev: string, lanPrefix = true): string =>
+    isV6(a) ? `addr add ${a}/${lanPrefix ? 64 : 128} dev ${dev} nodad` : `addr add ${a}/${lanPrefix ? 24 : 32} dev ${dev}`;
+  const own = (x: { ip: string; ip6?: string }): string[] => [addr(x.ip, 'eth0'), ...(x.ip6 ? [addr(x.ip6, 'eth0')] : [])];
 
   const root: string[] = [`netns add ${SWITCH_NS}`, ...all.map((n) => `netns add ${n.name}`)];
   if (t.router) root.push(`netns add ${ROUTER.name}`);
@@ -243,6 +298,7 @@ export function planTopology(spec: TopologySpec, runDir: string, backend?: 'uml'
   if (t.nodes.some((n) => n.vipMode === 'kube-ipvs0')) modules.push('dummy');
   if (t.nodes.some((n) => n.vipMode === 'tunl0')) modules.push('ipip');
   if (t.nodes.some((n) => n.vipMode === 'dnat')) modules.push('iptable_nat', 'xt_nat', 'xt_tcpudp');
+  if (t.nodes.some((n) => n.vipMode === 'dnat' && n.vips.some(isV6))) modules.push('ip6table_nat');
   if (t.nodes.some((n) => n.vipMode === 'dnat-nft')) modules.push('nf_tables'); // nft autoloads the nat chain and expressions
   lines.push(`modprobe -a ${modules.join(' ')}`);
   lines.push(`ip -batch - <<'LAB_EOF'\n${root.join('\n')}\nLAB_EOF`);
@@ -252,13 +308,13 @@ export function planTopology(spec: TopologySpec, runDir: string, backend?: 'uml'
   const plain = (name: string, cmds: string[]): void => {
     lines.push(`ip -n ${name} -batch - <<'LAB_EOF'\n${['link set lo up', 'link set eth0 up', ...cmds].join('\n')}\nLAB_EOF`);
   };
-  for (const l of t.lbs) {
-    plain(l.name, [`addr add ${l.ip}/24 dev eth0`, ...l.vips.map((v) => `addr add ${v}/32 dev eth0`), ...lanGw]);
+  for (const l of [...t.lbs, ...t.hosts]) {
+    plain(l.name, [...own(l), ...l.vips.map((v) => addr(v, 'eth0', false)), ...lanGw(l)]);
   }
   for (const c of t.clients) {
     plain(c.name, c.wan
-      ? [`addr add ${c.ip}/24 dev eth0`, `route add default via ${ROUTER.wanIp}`]
-      : [`addr add ${c.ip}/24 dev eth0`, `route add ${VIP_RANGE} dev eth0`, ...lanGw]);
+      ? [...own(c), `route add default via ${ROUTER.wanIp}`, ...(c.ip6 ? [`route add default via ${ROUTER.wanIp6}`] : [])]
+      : [...own(c), `route add ${VIP_RANGE} dev eth0`, ...(c.ip6 ? [`route add ${VIP6_RANGE} dev eth0`] : []), ...lanGw(c)]);
   }
 
   // The router and the nodes need sysctls, rules or servers: one bash inside the namespace each.
@@ -274,52 +330,55 @@ link set eth1 up
 addr add ${ROUTER.lanIp}/24 dev eth0
 addr add ${ROUTER.wanIp}/24 dev eth1
 route add ${VIP_RANGE} dev eth0
-LAB_EOF
+${t.v6 ? `${addr(ROUTER.lanIp6, 'eth0')}\n${addr(ROUTER.wanIp6, 'eth1')}\nroute add ${VIP6_RANGE} dev eth0\n` : ''}LAB_EOF
 echo 1 > /proc/sys/net/ipv4/ip_forward
-`);
+${t.v6 ? 'echo 1 > /proc/sys/net/ipv6/conf/all/forwarding\n' : ''}`);
   }
   for (const n of t.nodes) {
-    const ipCmds = ['link set lo up', 'link set eth0 up', `addr add ${n.ip}/24 dev eth0`, ...lanGw];
+    const ipCmds = ['link set lo up', 'link set eth0 up', ...own(n), ...lanGw(n)];
+    const v4vips = n.vips.filter((v) => !isV6(v));
+    const v6vips = n.vips.filter(isV6);
+    const ports = [...n.http, ...n.echo];
     const sys: string[] = [];
     let nft = '';
     switch (n.vipMode) {
       case 'kube-ipvs0':
         // kube-proxy creates kube-ipvs0 and never sets it up: the addresses are local all the same.
-        ipCmds.push('link add kube-ipvs0 type dummy', ...n.vips.map((v) => `addr add ${v}/32 dev kube-ipvs0`));
+        ipCmds.push('link add kube-ipvs0 type dummy', ...n.vips.map((v) => addr(v, 'kube-ipvs0', false)));
         sys.push('all/arp_ignore=1', 'all/arp_announce=2');
         break;
       case 'lo':
-        ipCmds.push(...n.vips.map((v) => `addr add ${v}/32 dev lo`));
+        ipCmds.push(...n.vips.map((v) => addr(v, 'lo', false)));
         sys.push('all/arp_ignore=1', 'all/arp_announce=2');
         break;
       case 'tunl0':
-        ipCmds.push('link set tunl0 up', ...n.vips.map((v) => `addr add ${v}/32 dev tunl0`));
+        ipCmds.push('link set tunl0 up', ...n.vips.map((v) => addr(v, 'tunl0', false)));
         sys.push('all/arp_ignore=1', 'all/arp_announce=2', 'all/rp_filter=0', 'default/rp_filter=0', 'tunl0/rp_filter=0', 'eth0/rp_filter=0');
         break;
       case 'dnat': {
-        const rules = n.vips.flatMap((v) => [...n.http, ...n.echo].map((p) => `-A PREROUTING -d ${v}/32 -p tcp -m tcp --dport ${p} -j DNAT --to-destination ${n.ip}:${p}`));
-        nft = `iptables-legacy-restore <<'LAB_EOF'
+        const restore = (cmd: string, vips: string[], bits: number, to: string): string => vips.length === 0 ? '' : `${cmd} <<'LAB_EOF'
 *nat
 :PREROUTING ACCEPT [0:0]
 :INPUT ACCEPT [0:0]
 :OUTPUT ACCEPT [0:0]
 :POSTROUTING ACCEPT [0:0]
-${rules.join('\n')}
+${vips.flatMap((v) => ports.map((p) => `-A PREROUTING -d ${v}/${bits} -p tcp -m tcp --dport ${p} -j DNAT --to-destination ${to}:${p}`)).join('\n')}
 COMMIT
 LAB_EOF
 `;
+        nft = restore('iptables-legacy-restore', v4vips, 32, n.ip) + restore('ip6tables-legacy-restore', v6vips, 128, `[${n.ip6 ?? ''}]`);
         break;
       }
       case 'dnat-nft': {
-        const rules = n.vips.flatMap((v) => [...n.http, ...n.echo].map((p) => `    ip daddr ${v} tcp dport ${p} dnat to ${n.ip}:${p}`));
-        nft = `nft -f - <<'LAB_EOF'
-table ip kube-proxy {
+        const table = (fam: 'ip' | 'ip6', vips: string[], to: string): string => vips.length === 0 ? '' : `table ${fam} kube-proxy {
   chain nat-prerouting {
     type nat hook prerouting priority dstnat; policy accept;
-${rules.join('\n')}
+${vips.flatMap((v) => ports.map((p) => `    ${fam} daddr ${v} tcp dport ${p} dnat to ${to}:${p}`)).join('\n')}
   }
 }
-LAB_EOF
+`;
+        nft = `nft -f - <<'LAB_EOF'
+${table('ip', v4vips, n.ip)}${table('ip6', v6vips, `[${n.ip6 ?? ''}]`)}LAB_EOF
 `;
         break;
       }
@@ -331,23 +390,22 @@ LAB_EOF
       return `echo ${v} > /proc/sys/net/ipv4/conf/${k}`;
     });
     const launches: string[] = [];
-    for (const p of n.http) {
-      const name = `http-${n.name}-${p}`;
-      servers.push({ name, ns: n.name, kind: 'http', port: p });
-      launches.push(backgroundLaunch({
-        runDir, name, logPath: `${runDir}/artifacts/logs/${name}.log`,
-        argv: ['socat', `TCP-LISTEN:${p},fork,reuseaddr`, `EXEC:/bin/sh ${topo}/http-responder.sh`],
-      }));
+    // One socat per port and family (a dual-stack socket would report IPv4 clients as ::ffff:a.b.c.d).
+    const families: Array<['' | '6', string]> = [['', 'TCP4-LISTEN'], ...(n.ip6 ? [['6', 'TCP6-LISTEN'] as ['6', string]] : [])];
+    for (const [fam, listen] of families) {
+      const opt = fam ? ',ipv6only=1' : '';
+      for (const [kind, list, target] of [['http', n.http, `EXEC:/bin/sh ${topo}/http-responder.sh`], ['echo', n.echo, 'PIPE']] as const) {
+        for (const p of list) {
+          const name = `${kind}${fam}-${n.name}-${p}`;
+          servers.push({ name, ns: n.name, kind, port: p, family: fam ? 6 : 4 });
+          launches.push(backgroundLaunch({
+            runDir, name, logPath: `${runDir}/artifacts/logs/${name}.log`,
+            argv: ['socat', `${listen}:${p},fork,reuseaddr${opt}`, target],
+          }));
+        }
+      }
     }
-    for (const p of n.echo) {
-      const name = `echo-${n.name}-${p}`;
-      servers.push({ name, ns: n.name, kind: 'echo', port: p });
-      launches.push(backgroundLaunch({
-        runDir, name, logPath: `${runDir}/artifacts/logs/${name}.log`,
-        argv: ['socat', `TCP-LISTEN:${p},fork,reuseaddr`, 'PIPE'],
-      }));
-    }
-    const listen = [...n.http, ...n.echo];
+    const listen = [...ports.map(String), ...(n.ip6 ? ports.map((p) => `6:${p}`) : [])];
     inNs(n.name, `ip -batch - <<'LAB_EOF'
 ${ipCmds.join('\n')}
 LAB_EOF

@@ -8,6 +8,7 @@ import { applyTopology, curlMany, parseWhoami, startVm, type Vm } from '../../la
 const VIP_DR = '192.0.2.10';
 const VIP_TUN = '192.0.2.20';
 const VIP_DEAD = '192.0.2.30';
+const VIP6 = '2001:db8:ff::10';
 
 describe('lab: IPVS direct routing in the UML guest', { timeout: 150_000 }, () => {
   let vm: Vm;
@@ -15,14 +16,14 @@ describe('lab: IPVS direct routing in the UML guest', { timeout: 150_000 }, () =
   before(async () => {
     vm = await startVm({ backend: 'uml' });
     await applyTopology(vm, {
-      lbs: [{ name: 'lb1', ip: '198.51.100.2', vips: [VIP_DR, VIP_TUN, VIP_DEAD] }],
+      lbs: [{ name: 'lb1', ip: '198.51.100.2', ip6: '2001:db8:100::2', vips: [VIP_DR, VIP_TUN, VIP_DEAD, VIP6] }],
       nodes: [
-        { name: 'node1', ip: '198.51.100.11', vipMode: 'kube-ipvs0', vips: [VIP_DR] },
-        { name: 'node2', ip: '198.51.100.12', vipMode: 'dnat', vips: [VIP_DR] },
+        { name: 'node1', ip: '198.51.100.11', ip6: '2001:db8:100::11', vipMode: 'kube-ipvs0', vips: [VIP_DR, VIP6] },
+        { name: 'node2', ip: '198.51.100.12', ip6: '2001:db8:100::12', vipMode: 'dnat', vips: [VIP_DR, VIP6] },
         { name: 'node3', ip: '198.51.100.13', vipMode: 'tunl0', vips: [VIP_TUN] },
         { name: 'node4', ip: '198.51.100.14', vipMode: 'none', vips: [VIP_DEAD] },
       ],
-      clients: [{ name: 'client1', ip: '203.0.113.10' }],
+      clients: [{ name: 'client1', ip: '203.0.113.10', ip6: '2001:db8:203::10' }],
     });
     // One ipvsadm process for the whole table (process start-up is the expensive part under emulation).
     await vm.run(['ipvsadm', '-R'], {
@@ -35,6 +36,9 @@ describe('lab: IPVS direct routing in the UML guest', { timeout: 150_000 }, () =
         `-a -t ${VIP_TUN}:80 -r 198.51.100.13:80 -i -w 1`,
         `-A -t ${VIP_DEAD}:80 -s rr`,
         `-a -t ${VIP_DEAD}:80 -r 198.51.100.14:80 -g -w 1`,
+        `-A -t [${VIP6}]:80 -s rr`,
+        `-a -t [${VIP6}]:80 -r [2001:db8:100::11]:80 -g -w 1`,
+        `-a -t [${VIP6}]:80 -r [2001:db8:100::12]:80 -g -w 1`,
         '',
       ].join('\n'),
     });
@@ -70,6 +74,16 @@ describe('lab: IPVS direct routing in the UML guest', { timeout: 150_000 }, () =
     assert.equal(a?.node, 'node3');
     assert.equal(a?.client, '203.0.113.10');
     assert.equal(a?.local, VIP_TUN);
+  });
+
+  it('does the same over IPv6 (kube-ipvs0 and ip6tables DNAT nodes)', async () => {
+    const answers = (await curlMany(vm, 'client1', `http://[${VIP6}]/`, 4)).map(parseWhoami);
+    const nodes = answers.map((a) => a.node);
+    for (let i = 1; i < nodes.length; i++) assert.notEqual(nodes[i], nodes[i - 1], `round robin must alternate: ${nodes.join(' ')}`);
+    assert.deepEqual(new Set(nodes), new Set(['node1', 'node2']));
+    for (const a of answers) assert.equal(a.client, '2001:db8:203::10');
+    assert.ok(answers.filter((a) => a.node === 'node1').every((a) => a.local === VIP6));
+    assert.ok(answers.filter((a) => a.node === 'node2').every((a) => a.local === '2001:db8:100::12'));
   });
 
   it('a node that does not accept the VIP does not answer (negative control)', async () => {

@@ -16,7 +16,7 @@ describe('lab topology: validation', () => {
     ['address outside the documentation ranges', { nodes: [{ ...node, ip: '10.0.0.1' }] }, /nodes\[0\]\.ip: 10\.0\.0\.1 is outside 198\.51\.100\.0\/24/],
     ['client in the VIP range', { clients: [{ name: 'c', ip: '192.0.2.5' }] }, /clients\[0\]\.ip: 192\.0\.2\.5 is outside/],
     ['VIP outside 192.0.2.0/24', { nodes: [{ ...node, vips: ['198.51.100.99'] }] }, /nodes\[0\]\.vips\[0\]: 198\.51\.100\.99 is outside 192\.0\.2\.0\/24/],
-    ['not an address', { lbs: [{ name: 'lb1', ip: '198.51.100.256' }] }, /lbs\[0\]\.ip: "198\.51\.100\.256" is not an IPv4 address/],
+    ['not an address', { lbs: [{ name: 'lb1', ip: '198.51.100.256' }] }, /lbs\[0\]\.ip: "198\.51\.100\.256" is not an IP address/],
     ['broadcast address', { nodes: [{ ...node, ip: '198.51.100.255' }] }, /network or broadcast/],
     ['the router address', { nodes: [{ ...node, ip: '198.51.100.1' }] }, /198\.51\.100\.1 is the router's or used twice/],
     ['duplicate address', { nodes: [node, { name: 'node2', ip: node.ip }] }, /nodes\[1\]\.ip: 198\.51\.100\.11/],
@@ -26,6 +26,12 @@ describe('lab topology: validation', () => {
     ['name too long for a veth peer', { nodes: [{ ...node, name: 'a-very-long-node' }] }, /must match/],
     ['unknown mode', { nodes: [{ ...node, vipMode: 'bgp' as never }] }, /nodes\[0\]\.vipMode: "bgp" is not one of/],
     ['bad port', { nodes: [{ ...node, http: [0] }] }, /nodes\[0\]\.http: 0 is not a TCP port/],
+    ['IPv6 VIP on a node without ip6', { nodes: [{ ...node, vips: ['2001:db8:ff::1'] }] }, /nodes\[0\]\.vips: IPv6 VIPs need nodes\[0\]\.ip6/],
+    ['IPv6 VIP on tunl0', { nodes: [{ ...node, ip6: '2001:db8:100::11', vipMode: 'tunl0', vips: ['2001:db8:ff::1'] }] }, /tunl0 takes IPv4 VIPs only/],
+    ['IPv6 address off the segment', { clients: [{ name: 'c', ip: '203.0.113.9', ip6: '2001:db8:100::9' }] }, /clients\[0\]\.ip6: 2001:db8:100::9 is outside 2001:db8:203::\/64/],
+    ['IPv6 zone index', { nodes: [{ ...node, ip6: '2001:db8:100::11%eth0' }] }, /is not an IP address/],
+    ['IPv6 VIP outside the range', { nodes: [{ ...node, ip6: '2001:db8:100::11', vips: ['2001:db8:100::99'] }] }, /outside 192\.0\.2\.0\/24 and 2001:db8:ff::\/64/],
+    ['same IPv6 address twice (in another spelling)', { nodes: [{ ...node, ip6: '2001:db8:100::11' }, { name: 'node2', ip: '198.51.100.12', ip6: '2001:0db8:0100::0011' }] }, /nodes\[1\]\.ip6: 2001:db8:100::11 is the router's or used twice/],
     ['two servers on a port', { nodes: [{ ...node, http: [80], echo: [80] }] }, /port 80 is used by two servers/],
   ];
   for (const [what, spec, err] of cases) {
@@ -80,6 +86,21 @@ describe('lab topology: generated scripts', () => {
     assert.match(plan.script, /modprobe -a veth bridge dummy ipip iptable_nat/);
   });
 
+  it('adds IPv6 without DAD, with ip6tables DNAT and an IPv6 listener per server', () => {
+    const p6 = planTopology({
+      nodes: [{ name: 'node1', ip: '198.51.100.11', ip6: '2001:db8:100::11', vipMode: 'dnat', vips: ['2001:db8:ff::10'] }],
+      clients: [{ name: 'wan1', ip: '203.0.113.10', ip6: '2001:db8:203::10' }],
+    }, RUN);
+    const n1 = p6.files.get('node1.sh') ?? '';
+    assert.match(n1, /addr add 2001:db8:100::11\/64 dev eth0 nodad/);
+    assert.match(n1, /ip6tables-legacy-restore/);
+    assert.match(n1, /--to-destination \[2001:db8:100::11\]:80/);
+    assert.match(n1, /route add default via 2001:db8:100::1\n/);
+    assert.match(p6.files.get('router.sh') ?? '', /ipv6\/conf\/all\/forwarding/);
+    assert.deepEqual(p6.servers.map((s) => `${s.name}/${s.family}`), ['http-node1-80/4', 'http6-node1-80/6']);
+    assert.match(n1, /lab_wait_listen 80 6:80/);
+  });
+
   it('lists every server it starts', () => {
     assert.deepEqual(plan.servers.map((s) => s.name), ['http-node1-80', 'echo-node1-7', 'http-node2-80']);
   });
@@ -106,6 +127,9 @@ describe('lab misc', () => {
       node: 'node1', client: '203.0.113.10', clientPort: 40000, local: '192.0.2.10', localPort: 80,
     });
     assert.throws(() => parseWhoami('<html>'), /not a lab HTTP answer/);
+    const v6 = parseWhoami('node=n client=[2001:0db8:0203:0000:0000:0000:0000:0010] clientport=1 local=[2001:0db8:00ff:0000:0000:0000:0000:0010] localport=80');
+    assert.equal(v6.client, '2001:db8:203::10');
+    assert.equal(v6.local, '2001:db8:ff::10');
   });
 
   it('orders the initramfs modules after their dependencies', () => {
