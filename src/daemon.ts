@@ -17,6 +17,7 @@ import type { DesiredState } from './model/types.js';
 import { DurableIpam } from './store/allocator.js';
 import { LedgerError } from './store/errors.js';
 import { createLogger, type Logger } from './util/log.js';
+import { TokenBucket } from './util/rate-limit.js';
 import { AllocationController } from './watcher/allocation-controller.js';
 import { makeKubeClients, KubeConfigError } from './watcher/client.js';
 import { ClusterWatcher } from './watcher/cluster.js';
@@ -100,11 +101,15 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     onStoppedLeading: () => log.warn('this host is no longer the allocator'),
   });
   const status = new StatusWriter({ api: clients.core, limiter: clients.limiter, stillOurs: (s) => isOurService(s, config.kubernetes) });
-  const events = new EventRecorder({ api: clients.core, limiter: clients.limiter, host: config.hostName, log });
+  // Events get a budget of their own, as client-go's recorder has: feedback must never slow allocation.
+  const events = new EventRecorder({ api: clients.core, limiter: new TokenBucket(config.kubernetes.qps, config.kubernetes.burst), host: config.hostName, log });
   const controller = new AllocationController({
     config, ipam, cluster, status, events, log,
     isLeader: () => elector.status.leader, term: () => elector.status.term,
     onAllocationsChanged: recomputeDesired,
+    onDecisions: (ms, n) => {
+      for (let i = 0; i < n; i++) metrics.decisionSeconds.observe(ms / 1000);
+    },
   });
 
   function computeDesired(): DesiredState {

@@ -19,6 +19,7 @@ export class Metrics {
   readonly reconcileLastSuccess: Gauge;
   readonly apiErrors: Counter;
   readonly allocations: Counter;
+  readonly decisionSeconds: Histogram;
 
   constructor(src: MetricSources) {
     const r = this.registry;
@@ -38,6 +39,10 @@ export class Metrics {
     this.reconcileErrors = new Counter({ name: 'ipvs_lb_reconcile_errors_total', help: 'kernel operations that failed', registers: [r] });
     this.reconcileLastSuccess = new Gauge({ name: 'ipvs_lb_reconcile_last_success_timestamp_seconds', help: 'end of the last reconcile pass without errors', registers: [r] });
     this.apiErrors = new Counter({ name: 'ipvs_lb_kubernetes_api_errors_total', help: 'failed Kubernetes API requests', labelNames: ['kind'], registers: [r] });
+    this.decisionSeconds = new Histogram({
+      name: 'ipvs_lb_allocation_decision_seconds', help: 'time from the start of an allocation burst until its ledger write is durable, observed once per Service in the burst',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5], registers: [r],
+    });
     this.allocations = new Counter({ name: 'ipvs_lb_allocation_changes_total', help: 'allocation changes written to the ledger', labelNames: ['kind'], registers: [r] });
 
     new Gauge({ name: 'ipvs_lb_kubernetes_connected', help: '1 while every watch is established (0: fail static)', registers: [r], collect() { this.set(src.kubernetes().connected ? 1 : 0); } });
