@@ -122,6 +122,9 @@ export function kernelError(req: Pick<IpvsRequest, 'cmd' | 'describe' | 'subject
           ? 'invalid destination (a real server must be a unicast address this namespace can route, thresholds lower <= upper)'
           : 'invalid arguments for the kernel';
       break;
+    case ERRNO.ERANGE:
+      hint = 'value out of range (a negative weight, or a lower threshold above the upper one)';
+      break;
     case ERRNO.ENODEV:
       hint = 'no such network interface';
       break;

@@ -278,8 +278,9 @@ export function destAttrs(d: DestinationSpec, serviceFamily: Family, field = 'de
   const weight = intIn(`${field}.weight`, d.weight, 0, 0x7fffffff);
   const upper = intIn(`${field}.upperThreshold`, d.upperThreshold ?? 0, 0, 0xffffffff);
   const lower = intIn(`${field}.lowerThreshold`, d.lowerThreshold ?? 0, 0, 0xffffffff);
-  if (upper !== 0 && lower > upper) {
-    throw new IpvsInputError(`${field}.lowerThreshold`, lower, `must not exceed upperThreshold ${upper}`);
+  // ip_vs_add_dest/ip_vs_edit_dest refuse lower > upper with ERANGE even when upper is 0 ("no limit").
+  if (lower > upper) {
+    throw new IpvsInputError(`${field}.lowerThreshold`, lower, `must not exceed upperThreshold ${upper} (0 = no limit, so set both)`);
   }
   attrs.push(attr(DestAttr.FWD_METHOD, u32(fwd)), attr(DestAttr.WEIGHT, u32(weight)), attr(DestAttr.U_THRESH, u32(upper)), attr(DestAttr.L_THRESH, u32(lower)));
   if (d.tunnel !== undefined) {

@@ -56,6 +56,7 @@ export const ERRNO = {
   ENOENT: 2,
   ESRCH: 3,
   EINTR: 4,
+  ERANGE: 34,
   ENOMEM: 12,
   EBUSY: 16,
   EEXIST: 17,
