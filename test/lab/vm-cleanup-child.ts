@@ -10,6 +10,9 @@ const mode = process.argv[2];
 if (mode === 'runs') {
   const ok = await runInVm({ script: 'echo fine > "$LAB_ARTIFACTS/ok.txt"' });
   say({ case: 'ok', id: ok.id, exitCode: ok.exitCode, artifactsDir: ok.artifactsDir });
+  // Artifacts copied to a directory of the caller's survive the run; the run's own directories do not.
+  const kept = await runInVm({ script: 'echo kept > "$LAB_ARTIFACTS/kept.txt"', artifactsDir: process.argv[3] });
+  say({ case: 'kept', id: kept.id, exitCode: kept.exitCode, artifactsDir: kept.artifactsDir });
   const failed = await runInVm({ script: 'echo about to fail; exit 3' });
   say({ case: 'failed', id: failed.id, exitCode: failed.exitCode, output: failed.output.includes('about to fail') });
   try {

@@ -3,7 +3,7 @@
 // The runs happen in a child process, so the check also covers what only happens at process exit.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -35,8 +35,8 @@ function leftovers(id: string): string[] {
   return found;
 }
 
-function startChild(mode: string): { reports: Report[]; next: () => Promise<Report>; exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>; pid: number } {
-  const child = spawn(process.execPath, [CHILD, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+function startChild(mode: string, ...extra: string[]): { reports: Report[]; next: () => Promise<Report>; exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>; pid: number } {
+  const child = spawn(process.execPath, [CHILD, mode, ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
   const reports: Report[] = [];
   const waiting: Array<(r: Report) => void> = [];
   createInterface({ input: child.stdout }).on('line', (l) => {
@@ -66,21 +66,33 @@ async function eventually(what: string, check: () => string[], ms: number): Prom
 
 describe('lab: nothing is left on the host', { timeout: 170_000 }, () => {
   it('after a passing, a failing, a timed-out and a stepwise run, once the process exits', async () => {
-    const c = startChild('runs');
-    const { code } = await c.exit;
-    assert.equal(code, 0);
+    const keep = mkdtempSync(join(tmpdir(), 'vm-cleanup-test-'));
+    try {
+      const c = startChild('runs', join(keep, 'artifacts'));
+      const { code } = await c.exit;
+      assert.equal(code, 0);
+      assert.equal(readFileSync(join(keep, 'artifacts', 'kept.txt'), 'utf8'), 'kept\n');
+      checkRuns(c.reports);
+    } finally {
+      rmSync(keep, { recursive: true, force: true });
+    }
+  });
+
+  function checkRuns(reports: Report[]): void {
+    const c = { reports };
     const byCase = new Map(c.reports.map((r) => [r.case, r]));
     assert.equal(byCase.get('ok')?.exitCode, 0);
     assert.equal(byCase.get('failed')?.exitCode, 3);
     assert.equal(byCase.get('failed')?.output, true);
     assert.equal(byCase.get('timeout')?.name, 'VmTimeoutError');
     assert.match(String(byCase.get('timeout')?.message), /did not finish within 10000 ms; the VM was killed/);
-    assert.equal(c.reports.length, 4);
+    assert.equal(byCase.get('kept')?.exitCode, 0);
+    assert.equal(c.reports.length, 5);
     for (const r of c.reports) {
       assert.ok(r.id, `${r.case} reported its run id`);
       assert.deepEqual(leftovers(r.id), [], `${r.case} run left something`);
     }
-  });
+  }
 
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     it(`when the parent gets ${sig} while a guest runs a background process`, async () => {
