@@ -67,7 +67,9 @@ export interface PoolStats {
   orphaned: number;
 }
 
-const keyOf = (family: Family, value: bigint): string => (family === 4 ? 'a' : 'b') + value.toString(16);
+// Maps are keyed by the canonical address text, which every Allocation and QuarantineEntry already carries
+// (and which cannot collide across families); only lookups by value pay for formatting.
+const keyOf = (family: Family, value: bigint): string => formatIp({ family, value });
 const famName = (f: Family) => (f === 4 ? 'IPv4' : 'IPv6');
 const who = (a: { namespace: string; name: string }) => `${a.namespace}/${a.name}`;
 
@@ -97,7 +99,7 @@ export class Ipam {
     if (snapshot) {
       for (const a of snapshot.allocations) this.addOwner(a, false);
       for (const q of snapshot.quarantine) {
-        const k = keyOf(q.family, q.value);
+        const k = q.address;
         if (this.holdings.has(k)) continue;
         this.quarantine.set(k, q);
         this.expiries.push(q);
@@ -193,6 +195,17 @@ export class Ipam {
     });
   }
 
+  /**
+   * Start-up's re-confirmation: when the Service is satisfied by what it holds, brings the recorded facts
+   * up to date and returns the decision; otherwise returns undefined and changes nothing.
+   */
+  confirm(svc: ServiceRequest): Decision | undefined {
+    if (!this.isSatisfied(svc)) return undefined;
+    const changes: Change[] = [];
+    for (const a of [...(this.byUid.get(svc.uid) ?? [])]) this.refresh(a, svc, changes);
+    return { uid: svc.uid, ok: true, allocations: this.ordered4(this.byUid.get(svc.uid) ?? [], svc), refusal: undefined, degraded: [], changes };
+  }
+
   /** Releases everything the Service holds (deleted, no longer LoadBalancer, or no longer ours). */
   release(uid: string, now: number, reason: string): Change[] {
     const changes = this.expire(now);
@@ -218,7 +231,7 @@ export class Ipam {
       if (mine) this.refresh(mine, svc, changes);
       else {
         const pool = this.rangeAt(r.family, r.value)?.pool.config.name ?? '';
-        this.doAllocate(svc, r.family, { value: r.value, address: r.address, pool }, now, 'Observed', changes);
+        this.doAllocate(svc, r.family, { value: r.value, address: formatIp(r), pool }, now, 'Observed', changes);
       }
     }
     return { uid: svc.uid, ok: true, allocations: this.byUid.get(svc.uid) ?? [], refusal: undefined, degraded: [], changes };
@@ -229,7 +242,7 @@ export class Ipam {
     const changes: Change[] = [];
     while (this.expiries.length > 0 && this.expiries.peek()!.until <= now) {
       const e = this.expiries.pop()!;
-      const k = keyOf(e.family, e.value);
+      const k = e.address;
       if (this.quarantine.get(k) !== e) continue;
       this.quarantine.delete(k);
       if (!this.holdings.has(k)) this.free(e.family, e.value);
@@ -323,7 +336,7 @@ export class Ipam {
     const req = svc.requestedIPs.find((r) => r.family === a.family);
     if (req && req.value !== a.value) return false;
     if (svc.requestedPool !== undefined && svc.requestedPool !== a.pool) return false;
-    const h = this.holdings.get(keyOf(a.family, a.value))!;
+    const h = this.holdings.get(a.address)!;
     if (h.owners.size > 1) {
       if (svc.sharingKey === undefined || svc.sharingKey !== h.sharingKey) return false;
       for (const [uid, o] of h.owners) if (uid !== svc.uid && portsOverlap(o.ports, svc.ports)) return false;
@@ -333,7 +346,7 @@ export class Ipam {
 
   /** Why the Service may not use this address now that others hold it, or undefined when it may. */
   private shareCheck(family: Family, value: bigint, address: string, svc: ServiceRequest): Refusal | undefined {
-    const h = this.holdings.get(keyOf(family, value));
+    const h = this.holdings.get(address);
     if (!h) return undefined;
     const others = [...h.owners.values()].filter((o) => o.uid !== svc.uid);
     if (others.length === 0) return undefined;
@@ -401,8 +414,8 @@ export class Ipam {
     }
     const conflict = this.shareCheck(family, value, address, svc);
     if (conflict) return fail(conflict);
-    const q = this.quarantine.get(keyOf(family, value));
-    if (q && q.releasedBy !== who(svc) && !this.holdings.has(keyOf(family, value))) {
+    const q = this.quarantine.get(address);
+    if (q && q.releasedBy !== who(svc) && !this.holdings.has(address)) {
       return fail({ reason: 'RequestedAddressInUse', pool: pool.name, conflictsWith: q.releasedBy, message: `${address} was released by ${q.releasedBy} and is in quarantine until ${new Date(q.until).toISOString()}` });
     }
     return { ok: true, value, address, pool: pool.name };
@@ -473,7 +486,7 @@ export class Ipam {
   }
 
   private addOwner(a: Allocation, markTaken = true): void {
-    const k = keyOf(a.family, a.value);
+    const k = a.address;
     let h = this.holdings.get(k);
     if (!h) {
       h = { family: a.family, value: a.value, address: a.address, pool: a.pool, sharingKey: a.sharingKey, owners: new Map() };
@@ -489,7 +502,7 @@ export class Ipam {
 
   /** Removes one owner; true when the address has no owner left. */
   private removeOwner(a: Allocation): boolean {
-    const k = keyOf(a.family, a.value);
+    const k = a.address;
     const h = this.holdings.get(k)!;
     h.owners.delete(a.uid);
     const list = (this.byUid.get(a.uid) ?? []).filter((x) => x !== a);
@@ -514,7 +527,7 @@ export class Ipam {
   }
 
   private doAllocate(svc: ServiceRequest, family: Family, p: { value: bigint; address: string; pool: string }, now: number, reason: string, changes: Change[]): void {
-    const k = keyOf(family, p.value);
+    const k = p.address;
     const q = this.quarantine.get(k);
     if (q) {
       this.quarantine.delete(k);
@@ -535,7 +548,7 @@ export class Ipam {
     if (last) {
       if (this.quarantineMs > 0) {
         quarantine = { family: a.family, address: a.address, value: a.value, pool: a.pool, until: now + this.quarantineMs, releasedBy: who(a) };
-        this.quarantine.set(keyOf(a.family, a.value), quarantine);
+        this.quarantine.set(a.address, quarantine);
         this.expiries.push(quarantine);
       } else this.free(a.family, a.value);
     }
@@ -545,7 +558,7 @@ export class Ipam {
   /** Brings a kept allocation's recorded facts (ports, sharing key, names) up to date with the Service. */
   private refresh(a: Allocation, svc: ServiceRequest, changes: Change[], pool = a.pool): void {
     if (a.namespace === svc.namespace && a.name === svc.name && a.sharingKey === svc.sharingKey && a.pool === pool && sameList(a.ports, svc.ports)) return;
-    const k = keyOf(a.family, a.value);
+    const k = a.address;
     const h = this.holdings.get(k)!;
     const updated: Allocation = { ...a, namespace: svc.namespace, name: svc.name, sharingKey: svc.sharingKey, ports: svc.ports, pool: h.owners.size > 1 ? a.pool : pool };
     h.owners.set(a.uid, updated);

@@ -79,9 +79,9 @@ export class DurableIpam {
       const present = new Set(services.map((s) => s.uid));
       const later: ServiceRequest[] = [];
       for (const svc of services) {
-        if (this.engine.isSatisfied(svc)) {
-          const d = this.engine.ensure(svc, o.now);
-          changes.push(...d.changes);
+        const d = this.engine.confirm(svc);
+        if (d) {
+          if (d.changes.length > 0) changes.push(...d.changes);
           report.confirmed.push(d);
         } else later.push(svc);
       }

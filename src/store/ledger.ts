@@ -42,18 +42,6 @@ export interface AuditRow {
   detail: string | null;
 }
 
-interface AllocationRow {
-  service_uid: string;
-  namespace: string;
-  name: string;
-  family: number;
-  address: string;
-  pool: string;
-  sharing_key: string | null;
-  ports: string;
-  allocated_at: number;
-}
-
 interface QuarantineRow {
   address: string;
   family: number;
@@ -72,6 +60,14 @@ const valueOf = (address: string, family: number, path: string): bigint => {
 export function poolsDigest(pools: readonly PoolConfig[]): { digest: string; json: string } {
   const json = JSON.stringify(pools.map((p) => ({ ...p, addresses: p.addresses.map((r) => r.text) })));
   return { digest: createHash('sha256').update(json).digest('hex').slice(0, 16), json };
+}
+
+function checkTables(db: Database.Database, tables: string[]): string {
+  for (const t of tables) {
+    const r = db.pragma(`quick_check(${t})`, { simple: true });
+    if (r !== 'ok') return `${t}: ${String(r)}`;
+  }
+  return 'ok';
 }
 
 export class Ledger {
@@ -108,7 +104,10 @@ export class Ledger {
         throw new LedgerError('SCHEMA_TOO_NEW', path, `schema version ${version} was written by a newer ipvs-lb; this version knows up to ${SCHEMA_VERSION}`);
       }
       // Before any write: a damaged file is reported exactly as found.
-      const check = db.pragma('quick_check', { simple: true });
+      // Limited to the tables start-up depends on: the append-only audit log grows without bound, and a
+      // whole-file check would make every start slower over the years. Damage elsewhere surfaces as
+      // SQLITE_CORRUPT on first use and is reported the same way.
+      const check = version === 0 ? 'ok' : checkTables(db, ['allocations', 'quarantine', 'meta']);
       if (check !== 'ok') throw new LedgerError('CORRUPT', path, `integrity check failed: ${String(check)}; restore a backup or move the file away deliberately`);
       if (opts.readonly) {
         if (version < SCHEMA_VERSION) throw new LedgerError('UNWRITABLE', path, `schema version ${version} needs migrating to ${SCHEMA_VERSION}, which a read-only open cannot do; start the daemon once`);
@@ -117,6 +116,8 @@ export class Ledger {
         const mode = db.pragma('journal_mode = WAL', { simple: true });
         if (mode !== 'wal') throw new LedgerError('UNWRITABLE', path, `cannot switch to WAL mode (got ${String(mode)}); is the file or its directory read-only?`);
         db.pragma('synchronous = FULL');
+        // Enough cache for the allocations table and its indexes at 100k+ rows, so bursts do not re-read pages.
+        db.pragma('cache_size = -65536');
         // Take the write lock now, so that a second daemon fails here rather than at its first allocation.
         db.exec('BEGIN EXCLUSIVE');
         try {
@@ -152,18 +153,23 @@ export class Ledger {
   /** Everything the allocator needs to resume: allocations and running quarantines. */
   load(): { allocations: Allocation[]; quarantine: QuarantineEntry[] } {
     try {
-      const allocations = (this.db.prepare('SELECT * FROM allocations').all() as AllocationRow[]).map(
+      // Arrays instead of row objects: a 100k ledger loads in a fraction of the time and memory.
+      const rows = this.db
+        .prepare('SELECT service_uid, namespace, name, family, address, pool, sharing_key, ports, allocated_at FROM allocations')
+        .raw(true)
+        .all() as [string, string, string, number, string, string, string | null, string, number][];
+      const allocations = rows.map(
         (r): Allocation => ({
-          uid: r.service_uid,
-          namespace: r.namespace,
-          name: r.name,
-          family: r.family as Family,
-          address: r.address,
-          value: valueOf(r.address, r.family, this.path),
-          pool: r.pool,
-          sharingKey: r.sharing_key ?? undefined,
-          ports: r.ports === '' ? [] : r.ports.split(','),
-          allocatedAt: r.allocated_at,
+          uid: r[0],
+          namespace: r[1],
+          name: r[2],
+          family: r[3] as Family,
+          address: r[4],
+          value: valueOf(r[4], r[3], this.path),
+          pool: r[5],
+          sharingKey: r[6] ?? undefined,
+          ports: r[7] === '' ? [] : r[7].split(','),
+          allocatedAt: r[8],
         }),
       );
       const quarantine = (this.db.prepare('SELECT * FROM quarantine').all() as QuarantineRow[]).map(
@@ -224,8 +230,8 @@ export class Ledger {
         switch (c.kind) {
           case 'allocate': {
             const a = c.allocation;
+            // The engine emits an 'unquarantine' change before it hands out a quarantined address.
             s.insert.run(a.uid, a.namespace, a.name, a.family, a.address, a.pool, a.sharingKey ?? null, a.ports.join(','), a.allocatedAt);
-            s.unquarantine.run(a.address);
             audit('allocate', c.reason, a, undefined, null);
             break;
           }

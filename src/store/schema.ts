@@ -24,8 +24,8 @@ export const migrations: ((db: Database.Database) => void)[] = [
         sharing_key  TEXT,
         ports        TEXT    NOT NULL,          -- 'TCP/80,UDP/53', sorted
         allocated_at INTEGER NOT NULL,          -- ms since the epoch
-        PRIMARY KEY (service_uid, family)
-      ) WITHOUT ROWID;
+        UNIQUE (service_uid, family)
+      );
       CREATE INDEX allocations_by_address ON allocations (address);
 
       -- Defence in depth under the allocator: an address is on two Services only when both carry the same
@@ -49,8 +49,10 @@ export const migrations: ((db: Database.Database) => void)[] = [
       ) WITHOUT ROWID;
 
       -- Append-only: every change to allocations and quarantine, why, by which host under which leader term.
+      -- No AUTOINCREMENT and no secondary index: rows are never deleted (so ids only grow anyway), and
+      -- each index would cost every allocation another b-tree insert; readers page by id.
       CREATE TABLE audit_log (
-        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        id          INTEGER PRIMARY KEY,
         at          INTEGER NOT NULL,
         host        TEXT    NOT NULL,
         term        INTEGER NOT NULL,
@@ -65,8 +67,6 @@ export const migrations: ((db: Database.Database) => void)[] = [
         ports       TEXT,
         detail      TEXT
       );
-      CREATE INDEX audit_by_address ON audit_log (address);
-      CREATE INDEX audit_by_service ON audit_log (service_uid);
       CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
       CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 
