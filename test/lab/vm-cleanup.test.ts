@@ -65,7 +65,7 @@ async function eventually(what: string, check: () => string[], ms: number): Prom
 }
 
 describe('lab: nothing is left on the host', { timeout: 170_000 }, () => {
-  it('after a passing, a failing, a timed-out and a stepwise run, once the process exits', async () => {
+  it('after a passing, a failing, a timed-out, a kept-artifacts and a stepwise run, once the process exits', async () => {
     const keep = mkdtempSync(join(tmpdir(), 'vm-cleanup-test-'));
     try {
       const c = startChild('runs', join(keep, 'artifacts'));
@@ -79,16 +79,15 @@ describe('lab: nothing is left on the host', { timeout: 170_000 }, () => {
   });
 
   function checkRuns(reports: Report[]): void {
-    const c = { reports };
-    const byCase = new Map(c.reports.map((r) => [r.case, r]));
+    const byCase = new Map(reports.map((r) => [r.case, r]));
     assert.equal(byCase.get('ok')?.exitCode, 0);
     assert.equal(byCase.get('failed')?.exitCode, 3);
     assert.equal(byCase.get('failed')?.output, true);
     assert.equal(byCase.get('timeout')?.name, 'VmTimeoutError');
     assert.match(String(byCase.get('timeout')?.message), /did not finish within 10000 ms; the VM was killed/);
     assert.equal(byCase.get('kept')?.exitCode, 0);
-    assert.equal(c.reports.length, 5);
-    for (const r of c.reports) {
+    assert.equal(reports.length, 5);
+    for (const r of reports) {
       assert.ok(r.id, `${r.case} reported its run id`);
       assert.deepEqual(leftovers(r.id), [], `${r.case} run left something`);
     }
