@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -82,13 +82,13 @@ describe('ansible role ipvs_lb', () => {
   }
 
   /** A copy of the release under another version, as the next build of the project would be. */
-  async function releaseAs(version: string): Promise<string> {
+  async function releaseAs(version: string, release: Record<string, string> = {}): Promise<string> {
     const dir = join(tmp, `repack-${version}`);
     mkdirSync(dir);
     assert.equal((await sh('tar', ['-xzf', tarball, '-C', dir])).code, 0);
     for (const name of ['package.json', 'release.json']) {
       const p = join(dir, 'package', name);
-      writeFileSync(p, JSON.stringify({ ...JSON.parse(readFileSync(p, 'utf8')), version }, null, 2));
+      writeFileSync(p, JSON.stringify({ ...JSON.parse(readFileSync(p, 'utf8')), version, ...(name === 'release.json' ? release : {}) }, null, 2));
     }
     const out = join(tmp, 'rel', `ipvs-lb-${version}.tgz`);
     assert.equal((await sh('tar', ['--use-compress-program=gzip -1', '-cf', out, '-C', dir, 'package'])).code, 0);
@@ -305,6 +305,17 @@ describe('ansible role ipvs_lb', () => {
       assert.equal(recap(r.out).changed, 0);
     });
 
+    it('refuses a release built for another Node ABI before unpacking it', async () => {
+      const other = await releaseAs('0.1.2', { node: 'v99.0.0', nodeAbi: '999' });
+      const r = await play(vars({ ipvs_lb_release_tarball: other }));
+      assert.notEqual(r.code, 0);
+      assert.match(r.out, new RegExp(`was built with Node v99\\.0\\.0 \\(ABI 999\\) but /usr/bin/node here is ${process.version.replaceAll('.', '\\.')}`));
+      assert.match(r.out, new RegExp(`\\(ABI ${process.versions.modules}\\); better-sqlite3 is a native module`));
+      assert.equal(recap(r.out).changed, 0);
+      assert.ok(!existsSync(join(lbRoot, 'opt', 'ipvs-lb-0.1.2')));
+      assert.equal(readlinkSync(join(lbRoot, 'opt', 'ipvs-lb')), 'ipvs-lb-0.1.0');
+    });
+
     it('leaves the running config alone when the project rejects the new one', async () => {
       const path = join(lbRoot, 'etc', 'ipvs-lb', 'config.yaml');
       const before = readFileSync(path, 'utf8');
@@ -317,34 +328,43 @@ describe('ansible role ipvs_lb', () => {
     });
   });
 
-  it('site.yml rolls out one host at a time and stops at the first that is not ready', async () => {
+  it('site.yml rolls the example inventory out one host at a time and stops at the first that is not ready', async () => {
     // Stands in for the daemon's /readyz: ready for the first host, never for the second.
-    const checks: { secondTouched: boolean }[] = [];
-    const second = join(tmp, 'site', 'lb2');
+    const checks: boolean[] = [];
+    const siteRoot = (h: string) => join(tmp, 'site', h);
+    const config = (h: string) => join(siteRoot(h), 'etc', 'ipvs-lb', 'config.yaml');
     const server = createServer((req, res) => {
-      checks.push({ secondTouched: existsSync(join(second, 'etc', 'ipvs-lb', 'config.yaml')) });
+      checks.push(existsSync(config('lb2')));
       res.statusCode = req.url === '/readyz' && checks.length === 1 ? 200 : 503;
       res.end();
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const port = (server.address() as AddressInfo).port;
-      const hosts = ['lb1', 'lb2', 'lb3'].flatMap((h, i) => [
+      // The example inventory with its group_vars and host_vars, plus a third host, all reached locally and
+      // each writing into a root of its own.
+      const inv = join(tmp, 'site-inventory');
+      cpSync(join(ansibleDir, 'inventory'), inv, { recursive: true });
+      const hosts = ['lb1', 'lb2', 'lb3'].flatMap((h) => [
         `    ${h}:`,
         '      ansible_connection: local',
         '      ansible_python_interpreter: /usr/bin/python3',
-        `      ipvs_lb_address: 198.51.100.${11 + i}`,
-        `      ipvs_lb_root: ${join(tmp, 'site', h)}`,
+        `      ipvs_lb_root: ${siteRoot(h)}`,
+        ...(h === 'lb3' ? ['      ipvs_lb_address: 198.51.100.13', '      ipvs_lb_vrrp_priority: {a: 50, b: 50}'] : []),
       ]);
-      const inv = join(tmp, 'site-inventory.yml');
-      writeFileSync(inv, ['ipvs_lb:', '  hosts:', ...hosts, ''].join('\n'));
-      // Extra vars win over host vars, so the per-host ones stay out of them.
-      const { ipvs_lb_root: _root, ipvs_lb_host_name: _name, ...shared } = vars();
+      writeFileSync(join(inv, 'example.yml'), ['ipvs_lb:', '  hosts:', ...hosts, ''].join('\n'));
       const file = join(tmp, 'site-vars.json');
       writeFileSync(
         file,
         JSON.stringify({
-          ...shared,
+          ipvs_lb_release_tarball: tarball,
+          ipvs_lb_manage_packages: false,
+          ipvs_lb_manage_users: false,
+          ipvs_lb_manage_services: false,
+          ipvs_lb_group: 'root',
+          // What an operator's encrypted vault.yml would hold instead of the example's dummies.
+          vault_ipvs_lb_kubeconfig: 'apiVersion: v1\nkind: Config\n',
+          vault_ipvs_lb_api_token: 'site-token-0123456789',
           ipvs_lb_api_listen: `127.0.0.1:${port}`,
           ipvs_lb_wait_ready: true,
           ipvs_lb_ready_retries: 2,
@@ -353,15 +373,29 @@ describe('ansible role ipvs_lb', () => {
           ansible_become: false,
         }),
       );
-      const r = await sh('ansible-playbook', ['-i', inv, 'site.yml', '-e', `@${file}`], { cwd: ansibleDir, env });
+      const r = await sh('ansible-playbook', ['-i', join(inv, 'example.yml'), 'site.yml', '-e', `@${file}`], { cwd: ansibleDir, env });
       assert.notEqual(r.code, 0, r.out.slice(-3000));
-      assert.ok(existsSync(join(tmp, 'site', 'lb1', 'etc', 'ipvs-lb', 'config.yaml')), r.out.slice(-3000));
-      assert.ok(existsSync(join(second, 'etc', 'ipvs-lb', 'config.yaml')), r.out.slice(-3000));
-      assert.ok(!existsSync(join(tmp, 'site', 'lb3')), 'the rollout went on after a host that never became ready');
+      assert.equal(recap(r.out, 'lb1').failed, 0, r.out.slice(-3000));
+      assert.equal(recap(r.out, 'lb2').failed, 1, r.out.slice(-3000));
+      assert.ok(!existsSync(siteRoot('lb3')), 'the rollout went on after a host that never became ready');
       // lb1 was ready before lb2 was touched; lb2 was polled until the retries ran out.
-      assert.deepEqual(checks.map((c) => c.secondTouched), [false, true, true, true]);
-      assert.equal(recap(r.out, 'lb1').failed, 0);
-      assert.equal(recap(r.out, 'lb2').failed, 1);
+      assert.deepEqual(checks, [false, true, true, true]);
+
+      // The example's active-active priorities alternate, and each host advertises to the others.
+      const groups = async (h: string) => {
+        const v = await sh(process.execPath, [join(root, 'bin', 'ipvs-lb.js'), 'validate', '--config', config(h)]);
+        assert.equal(v.code, 0, v.out);
+        const c = parse(readFileSync(config(h), 'utf8')) as { vrrp: { groups: { name: string; priority: number; peers: string[] }[] } };
+        return c.vrrp.groups.map((g) => [g.name, g.priority, g.peers.join(' ')]);
+      };
+      assert.deepEqual(await groups('lb1'), [
+        ['a', 150, '198.51.100.12 198.51.100.13'],
+        ['b', 100, '198.51.100.12 198.51.100.13'],
+      ]);
+      assert.deepEqual(await groups('lb2'), [
+        ['a', 100, '198.51.100.11 198.51.100.13'],
+        ['b', 150, '198.51.100.11 198.51.100.13'],
+      ]);
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
