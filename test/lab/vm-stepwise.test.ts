@@ -58,6 +58,15 @@ describe('lab: stepwise control of a running guest', { timeout: 120_000 }, () =>
     await assert.rejects(vm.spawn('short', ['true']), /already used/);
   });
 
+  it('runs independent commands concurrently', async () => {
+    // The first command can only finish after the second one ran: serialized execs would time out.
+    const flag = `${vm.runDir}/concurrency-flag`;
+    const waiter = vm.exec(`while [ ! -e ${flag} ]; do sleep 0.05; done; echo saw-flag`, { timeoutMs: 30_000 });
+    const setter = await vm.exec(['touch', flag]);
+    assert.equal(setter.code, 0);
+    assert.equal((await waiter).stdout, 'saw-flag\n');
+  });
+
   it('kills a command that runs past its timeout and stays usable', async () => {
     const t0 = Date.now();
     await assert.rejects(vm.exec('echo started; sleep 60', { timeoutMs: 1500 }), (e: unknown) => {
