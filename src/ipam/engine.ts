@@ -202,7 +202,8 @@ export class Ipam {
   confirm(svc: ServiceRequest): Decision | undefined {
     if (!this.isSatisfied(svc)) return undefined;
     const changes: Change[] = [];
-    for (const a of [...(this.byUid.get(svc.uid) ?? [])]) this.refresh(a, svc, changes);
+    // refresh() replaces the list rather than mutating it, so iterating the current one is safe.
+    for (const a of this.byUid.get(svc.uid) ?? []) this.refresh(a, svc, changes);
     return { uid: svc.uid, ok: true, allocations: this.ordered4(this.byUid.get(svc.uid) ?? [], svc), refusal: undefined, degraded: [], changes };
   }
 
@@ -325,6 +326,7 @@ export class Ipam {
   // ---- internals ------------------------------------------------------------------------------------
 
   private ordered4(list: Allocation[], svc: ServiceRequest): Allocation[] {
+    if (list.length < 2) return list;
     const rank = (f: Family) => {
       const i = svc.ipFamilies.indexOf(f);
       return i < 0 ? 9 : i;
