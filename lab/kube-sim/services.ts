@@ -45,6 +45,7 @@ export class ServiceNetwork {
   private readonly usedIPs = new Map<string, string>();
   private readonly usedPorts = new Map<number, string>();
   private readonly owned = new Map<string, { ips: string[]; ports: number[] }>();
+  private readonly cursors = new Map<Family, bigint>();
   private random: () => number;
 
   constructor(private readonly opts: ServiceNetworkOptions) {
@@ -73,6 +74,7 @@ export class ServiceNetwork {
     this.usedIPs.clear();
     this.usedPorts.clear();
     this.owned.clear();
+    this.cursors.clear();
     this.random = mulberry32(this.opts.seed);
     for (const s of services) this.commit(undefined, s);
   }
@@ -371,11 +373,20 @@ export class ServiceNetwork {
   private allocateIP(family: Family, _owner: string): string | undefined {
     const r = this.ranges.find((x) => x.family === family);
     if (!r) return undefined;
-    // Sequential from the start, skipping the network address (and broadcast for IPv4), like a fresh cluster.
+    // Lowest free first, skipping the network address (and broadcast for IPv4), like a fresh cluster. The
+    // scan starts at a cursor so that thousands of Services do not cost a scan of the whole range each.
+    const first = r.first + 1n;
     const last = family === 4 ? r.last - 1n : r.last;
-    for (let v = r.first + 1n; v <= last; v++) {
+    const size = last - first + 1n;
+    if (size <= 0n) return undefined;
+    const start = this.cursors.get(family) ?? first;
+    for (let i = 0n; i < size; i++) {
+      const v = first + ((start - first + i) % size);
       const ip = formatIp({ family, value: v });
-      if (!this.usedIPs.has(ip)) return ip;
+      if (!this.usedIPs.has(ip)) {
+        this.cursors.set(family, v + 1n > last ? first : v + 1n);
+        return ip;
+      }
     }
     return undefined;
   }
