@@ -90,6 +90,21 @@ describe('ledger', () => {
     }
   });
 
+  it('opens read-only for inspection (the CLI while the daemon is down) and refuses writes there', () => {
+    const path = fresh();
+    const d = DurableIpam.open({ path, host: 'lb-a', pools, quarantineSeconds: 60, now: T0 });
+    d.ensure([svc('x')], { now: T0, term: 1 });
+    d.close();
+    const ro = Ledger.open(path, { host: 'cli', readonly: true });
+    try {
+      assert.deepEqual(ro.load().allocations.map((a) => a.address), ['192.0.2.1']);
+      expectLedgerError(() => ro.apply([{ kind: 'unquarantine', entry: { family: 4, address: '192.0.2.9', value: 0n, pool: 'p', until: 0, releasedBy: 'a/b' }, reason: 'x' }], { now: T0, term: 0 }), 'UNWRITABLE');
+    } finally {
+      ro.close();
+    }
+    expectLedgerError(() => Ledger.open(join(dir, 'absent.db'), { host: 'cli', readonly: true }), 'CANNOT_OPEN');
+  });
+
   it('refuses at the SQL level to update or delete the audit log, or to put one address on two Services', () => {
     const path = fresh();
     const d = DurableIpam.open({ path, host: 'lb-a', pools, quarantineSeconds: 60, now: T0 });
