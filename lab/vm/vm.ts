@@ -144,6 +144,7 @@ export class Vm {
 
   /** Runs a command to its end and returns its exit code and output (it does not throw on a non-zero exit). */
   async exec(cmd: Command, opts: ExecOptions = {}): Promise<ExecResult> {
+    if (!this.machine.running) throw new VmDiedError('the VM is not running', this.backend, this.console);
     const id = this.nextId++;
     const t0 = Date.now();
     const ctl = join(this.runDir, 'ctl');
@@ -151,6 +152,8 @@ export class Vm {
     writeFileSync(join(ctl, `${id}.sh`), execWrapper(this.runDir, id, body));
     const timeoutMs = opts.timeoutMs ?? 60_000;
     const done = this.machine.waitDone(id);
+    // Awaited below; the no-op keeps a rejection during send() from surfacing as unhandled.
+    done.promise.catch(() => undefined);
     this.machine.send(`X ${id}`);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
@@ -285,7 +288,7 @@ done
       writeFileSync(path, content, { mode: Number.parseInt(mode, 8) });
       return;
     }
-    const staged = join(this.runDir, 'ctl', `xfer-${this.nextId}`);
+    const staged = join(this.runDir, 'ctl', `xfer-${this.nextId++}`);
     writeFileSync(staged, content);
     try {
       await this.run(['install', '-D', '-m', mode, staged, path]);

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { applyTopology, ExecFailedError, ExecTimeoutError, startVm, type Vm } from '../../lab/vm/index.js';
+import { applyTopology, ExecFailedError, ExecTimeoutError, startVm, VmDiedError, type Vm } from '../../lab/vm/index.js';
 
 describe('lab: stepwise control of a running guest', { timeout: 120_000 }, () => {
   let vm: Vm;
@@ -90,5 +90,15 @@ describe('lab: stepwise control of a running guest', { timeout: 120_000 }, () =>
   it('rejects a namespace name that could be an option or a path', async () => {
     await assert.rejects(vm.exec(['true'], { ns: '../x' }), /not a valid namespace name/);
     await assert.rejects(vm.exec(['true'], { ns: '-n' }), /not a valid namespace name/);
+  });
+
+  it('refuses commands once stopped, and keeps the artifacts until disposed', async () => {
+    const artifacts = await vm.stop();
+    assert.equal(vm.running, false);
+    await assert.rejects(vm.exec(['true']), VmDiedError);
+    assert.ok(existsSync(`${artifacts}/logs/echo-srv.log`), 'background logs outlive the VM');
+    assert.equal(existsSync(`${vm.runDir}/ctl`), false, 'control files are gone');
+    await vm.dispose();
+    assert.equal(existsSync(vm.runDir), false);
   });
 });
