@@ -31,7 +31,8 @@ interface Holding {
   address: string;
   pool: string;
   sharingKey: string | undefined;
-  owners: Map<string, Allocation>;
+  /** Usually one; several only for a shared address. */
+  owners: Allocation[];
 }
 
 interface PoolRuntime {
@@ -272,7 +273,7 @@ export class Ipam {
 
   /** The Services holding an address (more than one only when shared). */
   holders(family: Family, value: bigint): Allocation[] {
-    return [...(this.holdings.get(keyOf(family, value))?.owners.values() ?? [])];
+    return [...(this.holdings.get(keyOf(family, value))?.owners ?? [])];
   }
 
   quarantined(): QuarantineEntry[] {
@@ -295,7 +296,7 @@ export class Ipam {
       const rt = this.pools.get(h.pool);
       if (rt && rt.ranges[h.family].some((r) => rangeContains(r, h.family, h.value))) continue;
       const list = out.get(h.pool) ?? [];
-      list.push({ address: h.address, family: h.family, pool: h.pool, services: [...h.owners.values()].map(who).sort() });
+      list.push({ address: h.address, family: h.family, pool: h.pool, services: h.owners.map(who).sort() });
       out.set(h.pool, list);
     }
     for (const list of out.values()) list.sort((a, b) => a.family - b.family || (a.address < b.address ? -1 : 1));
@@ -339,9 +340,9 @@ export class Ipam {
     if (req && req.value !== a.value) return false;
     if (svc.requestedPool !== undefined && svc.requestedPool !== a.pool) return false;
     const h = this.holdings.get(a.address)!;
-    if (h.owners.size > 1) {
+    if (h.owners.length > 1) {
       if (svc.sharingKey === undefined || svc.sharingKey !== h.sharingKey) return false;
-      for (const [uid, o] of h.owners) if (uid !== svc.uid && portsOverlap(o.ports, svc.ports)) return false;
+      for (const o of h.owners) if (o.uid !== svc.uid && portsOverlap(o.ports, svc.ports)) return false;
     }
     return true;
   }
@@ -350,7 +351,7 @@ export class Ipam {
   private shareCheck(family: Family, value: bigint, address: string, svc: ServiceRequest): Refusal | undefined {
     const h = this.holdings.get(address);
     if (!h) return undefined;
-    const others = [...h.owners.values()].filter((o) => o.uid !== svc.uid);
+    const others = h.owners.filter((o) => o.uid !== svc.uid);
     if (others.length === 0) return undefined;
     const holder = who(others[0]!);
     if (svc.sharingKey === undefined || h.sharingKey === undefined) {
@@ -491,12 +492,14 @@ export class Ipam {
     const k = a.address;
     let h = this.holdings.get(k);
     if (!h) {
-      h = { family: a.family, value: a.value, address: a.address, pool: a.pool, sharingKey: a.sharingKey, owners: new Map() };
+      h = { family: a.family, value: a.value, address: a.address, pool: a.pool, sharingKey: a.sharingKey, owners: [] };
       this.holdings.set(k, h);
       if (markTaken) this.taken[a.family].add(a.value);
       this.indexKey(h.sharingKey, k, true);
     }
-    h.owners.set(a.uid, a);
+    const i = h.owners.findIndex((o) => o.uid === a.uid);
+    if (i >= 0) h.owners[i] = a;
+    else h.owners.push(a);
     const list = this.byUid.get(a.uid);
     if (list) list.push(a);
     else this.byUid.set(a.uid, [a]);
@@ -506,11 +509,11 @@ export class Ipam {
   private removeOwner(a: Allocation): boolean {
     const k = a.address;
     const h = this.holdings.get(k)!;
-    h.owners.delete(a.uid);
+    h.owners = h.owners.filter((o) => o.uid !== a.uid);
     const list = (this.byUid.get(a.uid) ?? []).filter((x) => x !== a);
     if (list.length > 0) this.byUid.set(a.uid, list);
     else this.byUid.delete(a.uid);
-    if (h.owners.size > 0) return false;
+    if (h.owners.length > 0) return false;
     this.holdings.delete(k);
     this.indexKey(h.sharingKey, k, false);
     return true;
@@ -562,15 +565,15 @@ export class Ipam {
     if (a.namespace === svc.namespace && a.name === svc.name && a.sharingKey === svc.sharingKey && a.pool === pool && sameList(a.ports, svc.ports)) return;
     const k = a.address;
     const h = this.holdings.get(k)!;
-    const updated: Allocation = { ...a, namespace: svc.namespace, name: svc.name, sharingKey: svc.sharingKey, ports: svc.ports, pool: h.owners.size > 1 ? a.pool : pool };
-    h.owners.set(a.uid, updated);
+    const updated: Allocation = { ...a, namespace: svc.namespace, name: svc.name, sharingKey: svc.sharingKey, ports: svc.ports, pool: h.owners.length > 1 ? a.pool : pool };
+    h.owners = h.owners.map((o) => (o.uid === a.uid ? updated : o));
     this.byUid.set(a.uid, (this.byUid.get(a.uid) ?? []).map((x) => (x === a ? updated : x)));
-    if (h.owners.size === 1 && h.sharingKey !== svc.sharingKey) {
+    if (h.owners.length === 1 && h.sharingKey !== svc.sharingKey) {
       this.indexKey(h.sharingKey, k, false);
       h.sharingKey = svc.sharingKey;
       this.indexKey(h.sharingKey, k, true);
     }
-    if (h.owners.size === 1) h.pool = updated.pool;
+    if (h.owners.length === 1) h.pool = updated.pool;
     changes.push({ kind: 'update', allocation: updated, reason: 'ServiceChanged' });
   }
 }
