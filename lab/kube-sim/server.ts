@@ -2,6 +2,7 @@
 // The parts: store (revisions, history), registry (API semantics), watch (streams), discovery, faults and
 // auth; this module routes HTTP requests to them and owns the listener's life (down, up, restart).
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -65,6 +66,12 @@ interface Route {
 }
 
 const MAX_BODY = 3 * 1024 * 1024;
+
+// A process that exits without stop() (a failed test, process.exit) still leaves no temp dir behind.
+const ownedDirs = new Set<string>();
+process.on('exit', () => {
+  for (const d of ownedDirs) rmSync(d, { recursive: true, force: true });
+});
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class KubeSim {
@@ -121,6 +128,7 @@ export class KubeSim {
         options.port ?? 0,
       );
       await sim.comeUp();
+      if (ownsDir) ownedDirs.add(dir);
       return sim;
     } catch (err) {
       if (ownsDir) await rm(dir, { recursive: true, force: true });
@@ -151,8 +159,12 @@ export class KubeSim {
   /** Stops serving and removes the run directory if the simulator made it. */
   async stop(): Promise<void> {
     await this.goDown({ clean: true });
-    if (this.ownsDir) await rm(this.dir, { recursive: true, force: true });
+    if (this.ownsDir) {
+      ownedDirs.delete(this.dir);
+      await rm(this.dir, { recursive: true, force: true });
+    }
   }
+
 
   // ------------------------------------------------------------ client set-up
 
