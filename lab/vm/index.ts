@@ -14,7 +14,9 @@
 //
 // Stepwise (the VM keeps running while the test drives it; always stop it, e.g. in after()):
 //   const vm = await startVm({ backend: 'uml' });
-//   await applyTopology(vm, { lbs: [...], nodes: [...], clients: [...] });    // namespaces, bridge, servers
+//   await applyTopology(vm, { lbs: [...], hosts: [...], nodes: [...], clients: [...] });  // namespaces on a
+//     bridge, a router for 203.0.113.0/24 clients, nodes taking VIPs via kube-ipvs0|dnat|dnat-nft|tunl0|lo|none,
+//     HTTP "whoami" + echo servers; optional IPv6 per namespace (ip6). curlMany()/parseWhoami() read answers.
 //   const r = await vm.exec(['ipvsadm', '-Ln'], { ns: 'lb1' });               // {code, stdout, stderr, durationMs}
 //   await vm.run('set -e; ...', { ns: 'lb1', input: '...' });                 // throws ExecFailedError if code != 0
 //   const p = await vm.spawn('keepalived-lb1', ['keepalived', '-n', ...], { ns: 'lb1' });  // background, own session
