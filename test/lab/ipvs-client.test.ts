@@ -256,6 +256,25 @@ describe('IPVS client in the lab VM (ipvsadm as oracle)', { timeout: 600_000 }, 
     assert.equal(rs[0]!.error?.code, 'EEXIST');
     assert.deepEqual(rs[2]!.ok, []);
     assert.equal((await sh('ipvsadm -L --daemon')).trim(), '');
+
+    // Every optional attribute, checked against ipvsadm's own decoding (byte order of port, group, ttl).
+    const spec = { role: 'backup', interface: 'v0', syncId: 3, maxLength: 1400, group: '224.0.0.82', port: 8849, ttl: 2 };
+    const [, backups] = (await ok({ call: 'startSyncDaemon', args: [spec] }, { call: 'syncDaemons' })) as [null, Record<string, unknown>[]];
+    assert.deepEqual(backups, [spec]);
+    assert.match(await sh('ipvsadm -L --daemon'), /backup sync daemon \(mcast=v0, syncid=3, maxlen=1400, group=224\.0\.0\.82, port=8849, ttl=2\)/);
+    await ok({ call: 'stopSyncDaemon', args: ['backup'] });
+    assert.equal((await sh('ipvsadm -L --daemon')).trim(), '');
+  });
+
+  it('an IPv6 VIP tunnels to an IPv4 real server (destination address family differs)', async () => {
+    const v6 = { address: '2001:db8::20', protocol: 'tcp', port: 443 };
+    const [, , dests] = (await ok(
+      { call: 'addService', args: [{ ...v6, scheduler: 'rr' }] },
+      { call: 'addDestination', args: [v6, { address: '198.51.100.21', port: 443, forwarding: 'tun', weight: 1, tunnel: { type: 'ipip' } }] },
+      { call: 'destinations', args: [v6] },
+      { call: 'deleteService', args: [v6] },
+    )) as [null, null, { family: number; address: string; forwarding: string }[]];
+    assert.deepEqual(dests.map((d) => [d.family, d.address, d.forwarding]), [[4, '198.51.100.21', 'tun']]);
   });
 
   it('deletes only what it was asked to; the foreign service stays', async () => {
