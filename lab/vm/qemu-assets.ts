@@ -101,6 +101,10 @@ export function ensureQemuAssets(): QemuAssets {
     const r = spawnSync('cpio', ['-o', '-H', 'newc', '--quiet'], { cwd: tree, input: list, maxBuffer: 256 * 1024 * 1024 });
     if (r.status !== 0) throw new Error(`lab (qemu): cpio failed: ${r.stderr?.toString() ?? r.error?.message}`);
     atomicWrite(initramfs, r.stdout);
+    // Initramfs files of an older init script are dead weight (64 kB to a few MB each).
+    for (const f of readdirSync(labCacheDir)) {
+      if (f.startsWith(`initramfs-${release}-`) && f.endsWith('.cpio') && join(labCacheDir, f) !== initramfs) rmSync(join(labCacheDir, f), { force: true });
+    }
   } finally {
     rmSync(tree, { recursive: true, force: true });
   }
