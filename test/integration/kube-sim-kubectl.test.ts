@@ -3,7 +3,7 @@
 // controller write the status (here: a merge-patch through client-node), see the IP, delete both.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -160,5 +160,45 @@ describe('kubectl against kube-sim', () => {
       assert.match(err.stderr, /Unauthorized|You must be logged in/);
       return true;
     });
+  });
+});
+
+describe('ipvs-lb lab', () => {
+  it('serves a three-node sample cluster to kubectl and removes its temp dir on Ctrl-C', async () => {
+    const home = await mkdtemp(join(tmpdir(), 'kube-sim-lab-'));
+    const child = spawn(process.execPath, [join(root, 'bin/ipvs-lb.js'), 'lab', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+      const kubeconfig = await new Promise<string>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no kubeconfig line in: ${out}`)), 30_000);
+        child.stdout.on('data', () => {
+          const m = /^kubeconfig: (\S+)$/m.exec(out);
+          if (m && out.includes('Ctrl-C')) {
+            clearTimeout(t);
+            resolve(m[1]!);
+          }
+        });
+        child.on('exit', () => reject(new Error(`lab exited early: ${out}`)));
+      });
+      const env = { PATH: process.env.PATH ?? '', HOME: home, KUBECONFIG: kubeconfig };
+      const nodes = table((await run(kubectlPath, ['get', 'nodes', '-o', 'wide'], { env })).stdout);
+      assert.deepEqual(nodes.map((n) => [n.NAME, n.STATUS, n['INTERNAL-IP']]), [
+        ['node-1', 'Ready', '198.51.100.11'],
+        ['node-2', 'Ready', '198.51.100.12'],
+        ['node-3', 'Ready', '198.51.100.13'],
+      ]);
+      const cm = await run(kubectlPath, ['-n', 'kube-system', 'get', 'configmap', 'kube-proxy', '-o', 'jsonpath={.data.config\\.conf}'], { env });
+      assert.match(cm.stdout, /mode: ipvs/);
+      assert.match(cm.stdout, /strictARP: true/);
+      child.kill('SIGINT');
+      assert.equal(await exited, 0);
+      assert.match(out, /simulator stopped/);
+      assert.equal(existsSync(kubeconfig), false, 'the temp dir is gone');
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await rm(home, { recursive: true, force: true });
+    }
   });
 });
