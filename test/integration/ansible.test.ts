@@ -1,6 +1,7 @@
 // The ansible role, run for real: ansible-playbook (connection: local) installs a release built by
 // ansible/build-release.sh into a throwaway root, and the test checks what a user would find on an LB host.
-// Packages, users and services are switched off, so nothing outside the temp directory changes.
+// Packages and services are switched off and users are created with systemd-sysusers --root inside the temp
+// root, so nothing outside the temp directory changes.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createServer } from 'node:http';
@@ -53,9 +54,9 @@ describe('ansible role ipvs_lb', () => {
   const vars = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
     ipvs_lb_root: lbRoot,
     ipvs_lb_manage_packages: false,
-    ipvs_lb_manage_users: false,
+    ipvs_lb_manage_users: true,
     ipvs_lb_manage_services: false,
-    // The real group ipvs-lb does not exist on this machine and must not be created by a test.
+    // The group ipvs-lb exists only inside the temp root, and chown resolves names on this machine.
     ipvs_lb_group: 'root',
     ipvs_lb_release_tarball: tarball,
     ipvs_lb_host_name: 'lb1',
@@ -230,6 +231,12 @@ describe('ansible role ipvs_lb', () => {
         'net.ipv4.conf.all.arp_ignore = 1',
         'net.ipv4.conf.all.arp_announce = 2',
       ]);
+    });
+
+    it('creates the ipvs-lb system user and group from the project sysusers.d entry', () => {
+      const passwd = readFileSync(join(lbRoot, 'etc', 'passwd'), 'utf8');
+      assert.match(passwd, /^ipvs-lb:x:(\d+):\1:ipvs-lb load balancer:\/var\/lib\/ipvs-lb:\/usr\/sbin\/nologin$/m);
+      assert.match(readFileSync(join(lbRoot, 'etc', 'group'), 'utf8'), /^ipvs-lb:x:\d+:$/m);
     });
 
     it('writes the secrets readable by owner and group only', () => {
