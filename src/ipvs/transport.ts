@@ -166,7 +166,8 @@ export class NetlinkTransport {
     if (this.closed) return Promise.reject(new NetlinkTransportError('ECLOSED', 'netlink socket closed'));
     return new Promise((resolve, reject) => {
       const seqs = msgs.map(() => this.nextSeq());
-      const first = seqs[0]!;
+      // Index by sequence number: the 32-bit counter may wrap inside a batch.
+      const indexOf = new Map(seqs.map((q, k) => [q, k]));
       const last = seqs[seqs.length - 1]!;
       const errnos = msgs.map(() => 0);
       const replies: NlMsg[] = [];
@@ -202,7 +203,7 @@ export class NetlinkTransport {
         fail: (err) => finish(err),
         onMessage: (m) => {
           touch();
-          const idx = m.seq - first;
+          const idx = indexOf.get(m.seq) ?? 0;
           if (m.type === NlMsgType.ERROR) {
             let errno: number;
             try {
