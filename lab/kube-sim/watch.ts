@@ -9,6 +9,8 @@ import { apiVersionOf, type ResourceType } from './resources.js';
 import type { Change } from './store.js';
 import { toTable } from './table.js';
 
+const SLOW_WATCHER_BYTES = 16 * 1024 * 1024;
+
 export interface WatchRequest {
   type: ResourceType;
   namespace: string;
@@ -115,5 +117,7 @@ export class WatchStream {
   private write(event: JsonObject): void {
     if (this.closed || this.res.writableEnded) return;
     this.res.write(`${JSON.stringify(event)}\n`);
+    // Like the real server, a watcher that stops reading is cut off rather than buffered without bound.
+    if (this.res.writableLength > SLOW_WATCHER_BYTES) this.close(false);
   }
 }

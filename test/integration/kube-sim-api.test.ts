@@ -254,6 +254,9 @@ describe('kube-sim API semantics (client-node)', () => {
     selCtl.abort();
     assert.deepEqual(selEvents, ['ADDED web-1', 'DELETED web-2']);
 
+    const timed = await collect({ timeoutSeconds: '1', resourceVersion: String(sim.store.revision) }, () => false);
+    assert.equal(timed.ended, true, 'timeoutSeconds ends the stream cleanly');
+
     sim.compact();
     const expired = await collect({ resourceVersion: rv }, (e) => e.some((x) => x.type === 'ERROR'));
     const err = expired.evs.find((e) => e.type === 'ERROR')!;
