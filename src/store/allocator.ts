@@ -6,7 +6,8 @@
 // Start-up order (start()), the one Cilium adopted in PR #41147 after restarts reshuffled IPs:
 //   1. open the ledger and load every allocation and quarantine into the engine: every address ever handed
 //      out is taken before anything else happens;
-//   2. re-confirm the allocations of the Services that still exist and still ask for what they hold;
+//   2. re-confirm the allocations of the Services that still exist and still ask for what they hold, and
+//      record the status addresses of Services the ledger does not know (new host, restored backup);
 //   3. release the allocations of Services that are gone (deleted while every daemon was down);
 //   4. only then decide for Services that changed their request or have no address yet (the allocator
 //      only; a follower records what the allocator wrote into Service status instead).
@@ -28,11 +29,20 @@ export interface StartupOptions {
   term: number;
   /** False on a host that is not the allocator: confirm and release, but allocate nothing new. */
   allocateNew: boolean;
+  /**
+   * Addresses each Service already shows in its status (`status.loadBalancer.ingress`), by uid. A Service the
+   * ledger does not know but whose status carries addresses (a new LB host, a ledger restored from an old
+   * backup) keeps those addresses: they are recorded before anything new is decided, unless that would put
+   * an address on two Services.
+   */
+  observed?: ReadonlyMap<string, RequestedIp[]>;
 }
 
 export interface StartupReport {
   /** Services whose allocation was confirmed unchanged (step 2). */
   confirmed: Decision[];
+  /** Services unknown to the ledger whose status addresses were recorded (step 2), and refused ones. */
+  adopted: Decision[];
   /** Allocations released because their Service no longer exists (step 3). */
   released: Change[];
   /** Decisions for Services that needed a new or different address (step 4), including refusals. */
@@ -74,7 +84,7 @@ export class DurableIpam {
   /** Start-up steps 2-4 (see the top of this file). */
   start(services: readonly ServiceRequest[], o: StartupOptions): StartupReport {
     return this.commit(o, () => {
-      const report: StartupReport = { confirmed: [], released: [], decided: [], pending: [] };
+      const report: StartupReport = { confirmed: [], adopted: [], released: [], decided: [], pending: [] };
       const changes: Change[] = [...this.engine.expire(o.now)];
       const present = new Set(services.map((s) => s.uid));
       const later: ServiceRequest[] = [];
@@ -85,6 +95,18 @@ export class DurableIpam {
           report.confirmed.push(d);
         } else later.push(svc);
       }
+      const undecided: ServiceRequest[] = [];
+      for (const svc of later) {
+        const seen = o.observed?.get(svc.uid);
+        if (seen && seen.length > 0 && this.engine.allocationsOf(svc.uid).length === 0) {
+          const d = this.engine.record(svc, seen, o.now);
+          changes.push(...d.changes);
+          report.adopted.push(d);
+          // A recorded address the Service now contradicts is decided again below, with the other holders.
+          if (d.ok && this.engine.isSatisfied(svc)) continue;
+        }
+        undecided.push(svc);
+      }
       for (const uid of this.engine.uids()) {
         if (present.has(uid)) continue;
         const c = this.engine.release(uid, o.now, 'ServiceGoneWhileDown');
@@ -92,7 +114,7 @@ export class DurableIpam {
         report.released.push(...c.filter((x) => x.kind === 'release'));
       }
       // Services that hold something but now ask for something else go before brand-new ones.
-      const ordered = [...later.filter((s) => this.engine.allocationsOf(s.uid).length > 0), ...later.filter((s) => this.engine.allocationsOf(s.uid).length === 0)];
+      const ordered = [...undecided.filter((s) => this.engine.allocationsOf(s.uid).length > 0), ...undecided.filter((s) => this.engine.allocationsOf(s.uid).length === 0)];
       for (const svc of ordered) {
         if (!o.allocateNew) {
           report.pending.push(svc);

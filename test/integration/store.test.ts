@@ -256,6 +256,30 @@ describe('start-up order', () => {
     }
   });
 
+  it('keeps the addresses a Service already shows in its status when the ledger does not know it (new host, restored backup)', () => {
+    const path = join(dir, 'adopt.db');
+    const d = DurableIpam.open({ path, host: 'lb-new', pools: small, quarantineSeconds: 60, now: T0 });
+    try {
+      const ip = (t: string) => ({ family: 4 as const, value: parseIp(t)!.value, address: t });
+      const observed = new Map([
+        ['a', [ip('192.0.2.5')]],
+        ['b', [ip('192.0.2.6')]],
+        ['dup', [ip('192.0.2.5')]],
+      ]);
+      // The new Service is listed first on purpose: it must not take 192.0.2.5 or .6.
+      const report = d.start([svc('new'), svc('a'), svc('b'), svc('dup')], { now: T0, term: 1, allocateNew: true, observed });
+      assert.deepEqual(report.adopted.map((x) => [x.uid, x.ok]), [['a', true], ['b', true], ['dup', false]]);
+      assert.equal(report.adopted[2]!.refusal?.reason, 'RequestedAddressInUse');
+      assert.deepEqual(report.decided.map((x) => [x.uid, x.allocations.map((a) => a.address).join()]), [
+        ['new', '192.0.2.0'],
+        ['dup', '192.0.2.1'],
+      ]);
+      assert.deepEqual(d.ipam.allocationsOf('a').map((a) => a.address), ['192.0.2.5']);
+    } finally {
+      d.close();
+    }
+  });
+
   it('a follower confirms and releases but leaves new Services pending, then records what the allocator chose', () => {
     const path = join(dir, 'follower.db');
     const d = DurableIpam.open({ path, host: 'lb-b', pools: small, quarantineSeconds: 60, now: T0 });
