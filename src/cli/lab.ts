@@ -1,7 +1,9 @@
 // `ipvs-lb lab`: a simulated Kubernetes API with a sample three-node cluster, so ipvs-lb (and kubectl) can be
 // tried without a cluster. The simulator lives in lab/, outside the shipped package, hence the dynamic import.
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { ExitCode } from './exit-codes.js';
 import type { CliContext } from './context.js';
@@ -41,6 +43,9 @@ export function registerLab(program: Command, ctx: CliContext): void {
       }
       sampleCluster(sim);
       const kubeconfig = await sim.writeKubeconfig();
+      // The set-up script unpacks Debian's kubectl 1.20 into the checkout; point at it when it is there.
+      const bundled = join(fileURLToPath(new URL('../../..', import.meta.url)), '.cache/kubernetes-client/usr/bin/kubectl');
+      const kubectl = existsSync(bundled) ? relative(process.cwd(), bundled) || bundled : 'kubectl';
       ctx.out(
         [
           `Kubernetes API simulator listening on ${sim.url}`,
@@ -48,9 +53,9 @@ export function registerLab(program: Command, ctx: CliContext): void {
           'nodes: node-1 198.51.100.11, node-2 198.51.100.12, node-3 198.51.100.13 (kube-proxy: ipvs, strictARP)',
           '',
           'Try:',
-          `  kubectl --kubeconfig ${kubeconfig} get nodes -o wide`,
-          `  kubectl --kubeconfig ${kubeconfig} create service loadbalancer whoami --tcp=80:80`,
-          `  kubectl --kubeconfig ${kubeconfig} get svc`,
+          `  ${kubectl} --kubeconfig ${kubeconfig} get nodes -o wide`,
+          `  ${kubectl} --kubeconfig ${kubeconfig} create service loadbalancer whoami --tcp=80:80`,
+          `  ${kubectl} --kubeconfig ${kubeconfig} get svc`,
           '',
           'Ctrl-C stops it.',
         ].join('\n'),
