@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
+import { ADMIN_PREFIX, handleAdmin } from './admin.js';
 import { ALLOW_ALL, allowed, type AccessRule, type Attributes } from './auth.js';
 import { ensureCerts, type Certs } from './certs.js';
 import { coreVersions, group, groupList, openApiV2, resourceList, versionDoc, type VersionInfo } from './discovery.js';
@@ -401,11 +402,18 @@ export class KubeSim {
     const route = this.route(path);
     const verb = route ? verbOf(req.method ?? 'GET', route, url.searchParams) : (req.method ?? 'GET').toLowerCase();
     const resource = route ? (route.subresource ? `${route.type.plural}/${route.subresource}` : route.type.plural) : path;
-    this.count(`${verb} ${resource}`);
+    // Admin calls are the test's, not the client's: they stay out of the request counts.
+    if (!path.startsWith(ADMIN_PREFIX)) this.count(`${verb} ${resource}`);
     const body = await readBody(req);
     if (this.faults.delayMs > 0) await sleep(this.faults.delayMs);
     const anonymous = ['/version', '/healthz', '/livez', '/readyz'].includes(path);
     if (!anonymous && req.headers.authorization !== `Bearer ${this.token}`) throw unauthorized();
+    if (path.startsWith(ADMIN_PREFIX)) {
+      const reply = handleAdmin(this, req.method ?? 'GET', path, body.length > 0 ? parseJson(body) : undefined);
+      this.send(res, reply.code, reply.body);
+      if (reply.after) res.on('finish', () => void reply.after!().catch(() => {}));
+      return;
+    }
     const injected = this.faults.next(verb, resource);
     if (injected) throw injected;
     if (!route) {

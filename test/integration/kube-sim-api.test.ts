@@ -373,4 +373,44 @@ describe('kube-sim API semantics (client-node)', () => {
     assert.deepEqual(sim.requestCounts(), { 'get services': 1, 'list services': 1, 'patch services/status': 1 });
     assert.equal(sim.totalRequests(), 3);
   });
+
+  it('can be steered through the admin API under /kube-sim/v1/ with the same token', async () => {
+    const admin = (method: string, path: string, body?: unknown, token: string | undefined = sim.token) =>
+      new Promise<{ code: number; body: Record<string, unknown> }>((resolve, reject) => {
+        const data = body === undefined ? undefined : JSON.stringify(body);
+        const req = https.request(`${sim.url}/kube-sim/v1/${path}`, { method, ca: sim.caPem, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(data ? { 'content-type': 'application/json' } : {}) } }, (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ code: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }));
+        });
+        req.on('error', reject);
+        req.end(data);
+      });
+    assert.equal((await admin('GET', 'requests', undefined, 'wrong')).code, 401);
+    assert.equal((await admin('POST', 'faults', { status: 503, count: 1, resources: ['nodes'] })).code, 200);
+    await rejectsWith(core.listNode(), 503, 'ServiceUnavailable');
+    await core.listNode();
+    const bad = await admin('POST', 'faults', { status: 418, count: 1 });
+    assert.equal(bad.code, 400);
+    assert.match(String(bad.body.message), /status: must be 429, 500 or 503/);
+
+    assert.equal((await admin('PUT', 'nodes/node-a/ready', { ready: false })).code, 200);
+    const a = await core.readNode({ name: 'node-a' });
+    assert.equal(a.status!.conditions!.find((c) => c.type === 'Ready')!.status, 'False');
+    assert.equal((await admin('PUT', 'nodes/nope/ready', { ready: true })).code, 404);
+    const placed = await admin('PUT', 'endpoints/default/web-1', { endpoints: [{ node: 'node-a' }, { node: 'node-b', ready: false }] });
+    assert.deepEqual(placed.body.slices, ['web-1-ipv4']);
+
+    sim.resetCounts();
+    await core.listNode();
+    const counts = await admin('GET', 'requests');
+    assert.deepEqual(counts.body.byVerbAndResource, { 'list nodes': 1 });
+
+    const port = sim.port;
+    assert.equal((await admin('POST', 'restart', { downMs: 50 })).code, 200);
+    await waitFor('the restart to go down', () => !sim.up, 5_000, 5).catch(() => {});
+    await waitFor('the restart to come back', () => sim.up);
+    assert.equal(sim.port, port);
+    await core.listNode();
+  });
 });
