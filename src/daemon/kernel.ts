@@ -10,6 +10,7 @@ import { OwnedServices } from '../reconcile/ownership.js';
 import { Reconciler, vipOfKey } from '../reconcile/reconciler.js';
 import type { Logger } from '../util/log.js';
 import { JsonFileOwnership, VipBinder } from '../vip/index.js';
+import { gratuitousArp } from '../vip/announce.js';
 import { VrrpController } from '../vrrp/index.js';
 import type { SyncMode } from '../vrrp/index.js';
 import type { DataPlane, DataPlaneHealth, ReconcileResult } from './dataplane.js';
@@ -31,6 +32,7 @@ export class KernelDataPlane implements DataPlane {
   private readonly masterOf = new Set<string>();
   private readonly since = new Map<string, { state: string; at: string; transitions: number }>();
   private vipChain: Promise<void> = Promise.resolve();
+  private readonly announcing = new Map<string, Promise<void>>();
   private startError: string | undefined;
 
   constructor(private config: Config, private readonly log: Logger) {}
@@ -57,7 +59,7 @@ export class KernelDataPlane implements DataPlane {
     if (c.vrrp.enabled) {
       this.vrrpController = new VrrpController({
         config: c.vrrp, log: this.log,
-        vips: { bindGroup: (g) => this.bindGroup(g), releaseGroup: (g) => this.releaseGroup(g) },
+        vips: { bindGroup: (g) => this.bindGroup(g), releaseGroup: (g) => this.releaseGroup(g), announceGroup: (g) => this.announceGroup(g) },
         sync: { setMode: (m) => this.setSyncMode(m) },
       });
       this.vrrpController.on('transition', ({ step }) => this.noteTransitions(step));
@@ -122,6 +124,27 @@ export class KernelDataPlane implements DataPlane {
   private releaseGroup(group: string): Promise<void> {
     this.masterOf.delete(group);
     return this.queueVipSync();
+  }
+
+  /**
+   * GARP for the group's bound IPv4 VIPs again (a lower-priority peer was master for a moment and pulled the
+   * neighbours' caches over). One round per group at a time: such adverts can arrive ten times a second. IPv6
+   * neighbours learn only from the unsolicited NA of the address add (src/vip/announce.ts), so they are not
+   * re-announced here.
+   */
+  private announceGroup(group: string): Promise<void> {
+    const b = this.binder;
+    const { garpRepeat, garpIntervalMs } = this.config.vrrp;
+    if (!b || garpRepeat === 0 || this.announcing.has(group)) return Promise.resolve();
+    const owned = new Set(b.ownedAddresses());
+    const vips = [...(this.vipsByGroup.get(group) ?? [])].filter((v) => owned.has(v) && !v.includes(':'));
+    const round = Promise.all(vips.map(async (vip) => {
+      const r = await gratuitousArp(b.interface, vip, { count: garpRepeat, intervalMs: garpIntervalMs });
+      if (r.errors.length > 0) this.log.warn({ vip, errors: r.errors }, 'gratuitous ARP failed');
+    })).then(() => undefined, (err: unknown) => this.log.error({ group, err: (err as Error).message }, 'could not announce VIPs'))
+      .finally(() => this.announcing.delete(group));
+    this.announcing.set(group, round);
+    return Promise.resolve();
   }
 
   private async setSyncMode(mode: SyncMode): Promise<void> {
@@ -193,6 +216,7 @@ export class KernelDataPlane implements DataPlane {
     if (this.vrrpController) await this.vrrpController.stop();
     this.masterOf.clear();
     await this.queueVipSync();
+    await Promise.allSettled([...this.announcing.values()]);
     await this.binder?.close();
     this.client?.close();
   }

@@ -23,6 +23,8 @@ export interface VipBinderLike {
   unbind(address: string): Promise<unknown>;
   /** The VIPs this binder added (its ownership record survives restarts). */
   ownedAddresses(): string[];
+  /** Sends the address's announcements (GARP) again; absent = the binder cannot, and nothing is sent. */
+  announce?(address: string): void;
 }
 
 /**
@@ -45,6 +47,11 @@ export class GroupVipController implements VipController {
     const binder = this.binderFor(group);
     const mine = binder.ownedAddresses().filter((a) => this.groupOf(a) === group);
     await each(mine, (a) => binder.unbind(a), `release group ${group}`);
+  }
+
+  async announceGroup(group: string): Promise<void> {
+    const binder = this.binderFor(group);
+    for (const a of binder.ownedAddresses()) if (this.groupOf(a) === group) binder.announce?.(a);
   }
 }
 

@@ -6,7 +6,9 @@
 // do not know) is not an event for us: the parser says so and the caller logs it at debug level.
 
 export const vrrpStates = ['INIT', 'BACKUP', 'MASTER', 'FAULT', 'STOP', 'DELETED'] as const;
-export type NotifiedState = (typeof vrrpStates)[number];
+/** Not a state: a MASTER heard an advert of lower priority (keepalived 2.2's notify_master_rx_lower_pri). */
+export const LOWER_PRIORITY_ADVERT = 'MASTER_RX_LOWER_PRI';
+export type NotifiedState = (typeof vrrpStates)[number] | typeof LOWER_PRIORITY_ADVERT;
 
 export interface NotifyEvent {
   kind: 'INSTANCE' | 'GROUP';
@@ -21,7 +23,7 @@ export function parseNotifyLine(line: string): NotifyEvent | undefined {
   const m = lineRe.exec(line.trim());
   if (!m) return undefined;
   const state = m[4] as NotifiedState;
-  if (!(vrrpStates as readonly string[]).includes(state)) return undefined;
+  if (!(vrrpStates as readonly string[]).includes(state) && state !== LOWER_PRIORITY_ADVERT) return undefined;
   const name = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : m[3]!;
   return { kind: m[1] as 'INSTANCE' | 'GROUP', name, state, priority: m[5] === undefined ? undefined : Number(m[5]) };
 }

@@ -9,8 +9,13 @@
 //   the VIPs up (a bind of bound VIPs changes nothing); a BACKUP report clears stale ones.
 // - keepalived gone → every group releases at once (keepalived no longer defends the election, so the peer
 //   takes over), and the sync daemon stops being master.
-// - IPVS sync daemon: master while this host is master of any group, backup while any group is not master
-//   here (its master elsewhere sends us its connections). With active-active groups both run.
+// - IPVS sync daemons: master and backup both run from keepalived's first report until shutdown, whatever the
+//   states. Switching them with the states (master only while MASTER) loses connections: a backup that turns
+//   MASTER for a moment under load (a late advert) stopped its backup daemon, and the sync messages of that
+//   gap never come again for a connection that stays idle, so it broke on the next real failover; stopping
+//   a master daemon also took 30 s in the kernel once (measured in the lab). Both daemons are harmless where
+//   they have nothing to do: a master daemon sends only for connections this host forwards, and a host never
+//   receives its own multicast.
 
 export type GroupPhase = 'UNKNOWN' | 'INIT' | 'BACKUP' | 'MASTER' | 'FAULT' | 'STOP' | 'DELETED' | 'KEEPALIVED_DOWN';
 export type ReportedState = 'INIT' | 'BACKUP' | 'MASTER' | 'FAULT' | 'STOP' | 'DELETED';
@@ -40,11 +45,15 @@ export type VrrpEvent =
   | { type: 'keepalived-started' }
   | { type: 'keepalived-exited'; code: number | null; signal: string | null }
   | { type: 'groups-changed'; groups: string[] }
+  /** keepalived (as MASTER) heard an advert of a lower priority: the peer thought itself master (notify MASTER_RX_LOWER_PRI). */
+  | { type: 'lower-priority-advert'; group: string }
   | { type: 'shutdown' };
 
 export type VrrpEffect =
   | { type: 'bind'; group: string }
   | { type: 'release'; groups: string[] }
+  /** Announce the group's bound VIPs again (GARP), without binding anything. */
+  | { type: 'announce'; group: string }
   | { type: 'sync'; mode: SyncMode }
   | { type: 'report'; level: 'info' | 'warn' | 'error'; message: string };
 
@@ -61,11 +70,9 @@ export function initialWorld(groups: string[]): VrrpWorld {
 
 function syncFor(world: VrrpWorld): SyncMode {
   if (world.keepalived === 'stopped') return { master: false, backup: false };
-  const views = Object.values(world.groups);
   // Before keepalived has told us anything, keep whatever runs (a restart must not stop a master sync daemon).
-  const known = views.filter((v) => v.phase !== 'UNKNOWN');
-  if (known.length === 0) return world.sync ?? { master: false, backup: false };
-  return { master: known.some((v) => v.phase === 'MASTER'), backup: views.some((v) => v.phase !== 'MASTER') };
+  if (Object.values(world.groups).every((v) => v.phase === 'UNKNOWN')) return world.sync ?? { master: false, backup: false };
+  return { master: true, backup: true };
 }
 
 function withSync(world: VrrpWorld, effects: VrrpEffect[]): Step {
@@ -139,6 +146,20 @@ export function reduce(world: VrrpWorld, event: VrrpEvent): Step {
       for (const name of [...wanted].sort()) groups[name] ??= { phase: 'INIT', holding: false };
       const effects: VrrpEffect[] = release.length > 0 ? [{ type: 'release', groups: release }] : [];
       return withSync({ ...world, groups }, effects);
+    }
+    case 'lower-priority-advert': {
+      // A peer that was master for a moment (a late advert under load, a link that came back) has bound the
+      // VIPs and sent GARP, so the neighbours now send our traffic to it, and it released them again. keepalived
+      // announces only its own addresses; ours are announced again here.
+      const view = world.groups[event.group];
+      if (world.keepalived === 'stopped' || view?.phase !== 'MASTER' || view.holding !== true) return { world, effects: [] };
+      return {
+        world,
+        effects: [
+          { type: 'announce', group: event.group },
+          { type: 'report', level: 'info', message: `group ${event.group}: a lower-priority router advertised as master; VIPs announced again` },
+        ],
+      };
     }
     case 'shutdown': {
       const release = Object.entries(world.groups)

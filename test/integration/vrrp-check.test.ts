@@ -84,7 +84,7 @@ describe('keepalived -t on rendered configs', () => {
     const calls: string[] = [];
     const c = new VrrpController({
       config: vrrp([group({ interface: 'nosuch0' })], { configPath }),
-      vips: { bindGroup: async (g) => void calls.push(`bind ${g}`), releaseGroup: async (g) => void calls.push(`release ${g}`) },
+      vips: { bindGroup: async (g) => void calls.push(`bind ${g}`), releaseGroup: async (g) => void calls.push(`release ${g}`), announceGroup: async (g) => void calls.push(`announce ${g}`) },
       log: createLogger('silent'),
       netns: ns.name,
     });

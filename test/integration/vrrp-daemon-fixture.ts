@@ -13,7 +13,7 @@ const c = new VrrpController({
   netns,
   tracking: { kind: 'none' },
   log: createLogger('silent'),
-  vips: { bindGroup: async (g) => say(`bind ${g}`), releaseGroup: async (g) => say(`release ${g}`) },
+  vips: { bindGroup: async (g) => say(`bind ${g}`), releaseGroup: async (g) => say(`release ${g}`), announceGroup: async (g) => say(`announce ${g}`) },
   sync: { setMode: async (m) => say(`sync master=${m.master} backup=${m.backup}`) },
 });
 await c.start();

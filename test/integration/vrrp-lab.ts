@@ -64,6 +64,10 @@ export class Recorder implements VipController, SyncDaemonController {
     this.push(`release ${group}`);
   }
 
+  async announceGroup(group: string): Promise<void> {
+    this.push(`announce ${group}`);
+  }
+
   async setMode(mode: SyncMode): Promise<void> {
     this.push(`sync master=${mode.master} backup=${mode.backup}`);
   }

@@ -20,12 +20,15 @@ describe('notify line parser', () => {
     assert.deepEqual(parseNotifyLine('INSTANCE "a\\"b" BACKUP 50'), { kind: 'INSTANCE', name: 'a"b', state: 'BACKUP', priority: 50 });
   });
 
+  it('reads the lower-priority advert notice a MASTER writes (the daemon announces its VIPs again)', () => {
+    assert.deepEqual(parseNotifyLine('INSTANCE "ga" MASTER_RX_LOWER_PRI 150'), { kind: 'INSTANCE', name: 'ga', state: 'MASTER_RX_LOWER_PRI', priority: 150 });
+  });
+
   it('ignores what is not a VRRP state line', () => {
     for (const line of [
       '',
       'VS [192.0.2.15]:tcp:80 UP',
       'RS [198.51.100.4]:tcp:80 [192.0.2.15]:tcp:80 DOWN',
-      'INSTANCE "ga" MASTER_RX_LOWER_PRI 100',
       'INSTANCE "ga" PRIORITY_CHANGE 90',
       'INSTANCE "ga"',
       'INSTANCE "unterminated MASTER 100',
@@ -133,13 +136,14 @@ describe('effect runner', () => {
         releasing--;
         if (g === 'a') throw new Error('address busy');
       },
+      announceGroup: async (g) => void calls.push(`announce ${g}`),
     };
     const modes: string[] = [];
     const reports: string[] = [];
     const runner = new EffectRunner(vips, { setMode: async (m) => void modes.push(`${m.master}/${m.backup}`) }, log, { report: (l, m) => reports.push(`${l}: ${m}`) });
     void runner.run([{ type: 'bind', group: 'bad' }, { type: 'sync', mode: { master: true, backup: false } }]);
-    await runner.run([{ type: 'release', groups: ['a', 'b'] }, { type: 'report', level: 'info', message: 'hello' }]);
-    assert.deepEqual(calls, ['bind bad', 'release a', 'release b'], 'b is released although a failed');
+    await runner.run([{ type: 'release', groups: ['a', 'b'] }, { type: 'report', level: 'info', message: 'hello' }, { type: 'announce', group: 'b' }]);
+    assert.deepEqual(calls, ['bind bad', 'release a', 'release b', 'announce b'], 'b is released although a failed');
     assert.equal(overlap, 1, 'one at a time: the real binder rewrites one ownership file');
     assert.deepEqual(modes, ['true/false'], 'a failed bind does not stop the next effect');
     assert.equal(runner.failureCount, 2);
