@@ -126,6 +126,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     pools: () => ipam.ipam.poolStats(),
     kubernetes: () => ({ connected: cluster.connected, leader: elector.status.leader, watchRestarts: cluster.stats.reduce((n, s) => n + s.watchRestarts, 0), errors: cluster.stats.reduce((n, s) => n + s.errors, 0) }),
     vrrp: () => dataPlane.vrrp().map((g) => ({ group: g.name, state: g.state, transitions: g.transitions })),
+    keepalived: () => dataPlane.keepalived?.(),
     virtualServices: async () => (await dataPlane.virtualServices()).map((v) => ({ ...v, service: v.service ?? '' })),
   });
 

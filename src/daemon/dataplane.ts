@@ -25,6 +25,8 @@ export interface DataPlane {
   health(): DataPlaneHealth;
   virtualServices(): Promise<VirtualServiceView[]>;
   vrrp(): VrrpGroupView[];
+  /** The supervised keepalived (metrics); undefined when VRRP is off. */
+  keepalived?(): { running: boolean; unexpectedExits: number } | undefined;
   /** Releases VIPs and stops keepalived; the IPVS table stays as programmed (fail static across restarts). */
   stop(): Promise<void>;
 }
@@ -56,6 +58,9 @@ export class DesiredOnlyDataPlane implements DataPlane {
   }
   vrrp(): VrrpGroupView[] {
     return [];
+  }
+  keepalived(): undefined {
+    return undefined;
   }
   async stop(): Promise<void> {}
 }

@@ -211,6 +211,11 @@ export class KernelDataPlane implements DataPlane {
     }));
   }
 
+  keepalived(): { running: boolean; unexpectedExits: number } | undefined {
+    const c = this.vrrpController;
+    return c ? { running: c.keepalivedPid !== undefined, unexpectedExits: c.crashes } : undefined;
+  }
+
   async stop(): Promise<void> {
     this.reconciler?.stop();
     if (this.vrrpController) await this.vrrpController.stop();

@@ -6,6 +6,8 @@ export interface MetricSources {
   pools: () => Array<{ name: string; size: bigint; used: number; orphaned: number; quarantined: number }>;
   kubernetes: () => { connected: boolean; leader: boolean; watchRestarts: number; errors: number };
   vrrp: () => Array<{ group: string; state: string; transitions: number }>;
+  /** The supervised keepalived; undefined when VRRP is off. */
+  keepalived?: () => { running: boolean; unexpectedExits: number } | undefined;
   virtualServices: () => Promise<Array<{ vip: string; protocol: string; port: number; service: string; stats?: { connections: number; packetsIn: number; packetsOut: number; bytesIn: number; bytesOut: number; cps: number }; realServers: Array<{ address: string; node: string; weight: number; activeConnections?: number; inactiveConnections?: number }> }>>;
 }
 
@@ -55,6 +57,17 @@ export class Metrics {
     new Gauge({ name: 'ipvs_lb_vrrp_transitions', help: 'VRRP state transitions of each group since start', labelNames: ['group'], registers: [r], collect() {
       this.reset();
       for (const g of src.vrrp()) this.set({ group: g.group }, g.transitions);
+    } });
+
+    new Gauge({ name: 'ipvs_lb_keepalived_up', help: '1 while the keepalived the daemon supervises runs (absent with VRRP off)', registers: [r], collect() {
+      this.reset();
+      const k = src.keepalived?.();
+      if (k) this.set(k.running ? 1 : 0);
+    } });
+    new Gauge({ name: 'ipvs_lb_keepalived_unexpected_exits', help: 'keepalived exits the daemon did not ask for since start (each releases the VIPs and restarts keepalived with backoff)', registers: [r], collect() {
+      this.reset();
+      const k = src.keepalived?.();
+      if (k) this.set(k.unexpectedExits);
     } });
 
     // Traffic per virtual service and real server, read from the kernel at scrape time.
