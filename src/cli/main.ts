@@ -9,6 +9,7 @@ import { registerOperate } from './operate.js';
 import { registerValidate } from './validate.js';
 import { registerLab } from './lab.js';
 import { registerRenderKeepalived } from './render-keepalived.js';
+import { registerReleaseVips } from './release-vips.js';
 
 export function buildProgram(): { program: Command; ctx: ReturnType<typeof createContext> } {
   const program = new Command('ipvs-lb')
@@ -24,6 +25,7 @@ export function buildProgram(): { program: Command; ctx: ReturnType<typeof creat
   registerDaemon(program, ctx);
   registerOperate(program, ctx);
   registerRenderKeepalived(program, ctx);
+  registerReleaseVips(program, ctx);
   return { program, ctx };
 }
 

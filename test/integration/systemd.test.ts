@@ -23,12 +23,13 @@ describe('systemd unit', () => {
     assert.ok(Number(m[1]) <= 2.5, `exposure ${m[1]} > 2.5`);
   });
 
-  it('grants only the network capabilities and reloads with SIGHUP', () => {
+  it('grants only the network capabilities, reloads with SIGHUP and releases a dead daemon\'s VIPs after it stops', () => {
     const text = readFileSync(unit, 'utf8');
     const values = (key: string) => text.split('\n').filter((l) => l.startsWith(`${key}=`)).map((l) => l.slice(key.length + 1));
     assert.deepEqual(values('CapabilityBoundingSet'), ['CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE']);
     assert.deepEqual(values('AmbientCapabilities'), ['CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE']);
     assert.deepEqual(values('ExecReload'), ['/bin/kill -HUP $MAINPID']);
+    assert.deepEqual(values('ExecStopPost'), ['-/usr/bin/node /opt/ipvs-lb/bin/ipvs-lb.js release-vips --config /etc/ipvs-lb/config.yaml']);
     assert.deepEqual(values('RestrictAddressFamilies'), ['AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_PACKET']);
     assert.deepEqual(values('User'), ['ipvs-lb']);
   });
