@@ -10,7 +10,6 @@ import { OwnedServices } from '../reconcile/ownership.js';
 import { Reconciler, vipOfKey } from '../reconcile/reconciler.js';
 import type { Logger } from '../util/log.js';
 import { JsonFileOwnership, VipBinder } from '../vip/index.js';
-import { gratuitousArp } from '../vip/announce.js';
 import { VrrpController } from '../vrrp/index.js';
 import type { SyncMode } from '../vrrp/index.js';
 import type { DataPlane, DataPlaneHealth, ReconcileResult } from './dataplane.js';
@@ -32,7 +31,7 @@ export class KernelDataPlane implements DataPlane {
   private readonly masterOf = new Set<string>();
   private readonly since = new Map<string, { state: string; at: string; transitions: number }>();
   private vipChain: Promise<void> = Promise.resolve();
-  private readonly announcing = new Map<string, Promise<void>>();
+  private readonly announcedAt = new Map<string, number>();
   private startError: string | undefined;
 
   constructor(private config: Config, private readonly log: Logger) {}
@@ -127,23 +126,19 @@ export class KernelDataPlane implements DataPlane {
   }
 
   /**
-   * GARP for the group's bound IPv4 VIPs again (a lower-priority peer was master for a moment and pulled the
-   * neighbours' caches over). One round per group at a time: such adverts can arrive ten times a second. IPv6
-   * neighbours learn only from the unsolicited NA of the address add (src/vip/announce.ts), so they are not
-   * re-announced here.
+   * GARP for the group's bound VIPs again (a lower-priority peer was master for a moment and pulled the
+   * neighbours' caches over). At most one round per group per announcement period: such adverts can come ten
+   * times a second. The binder announces IPv4 VIPs only; IPv6 neighbours learn from the unsolicited NA of the
+   * address add (src/vip/announce.ts).
    */
   private announceGroup(group: string): Promise<void> {
     const b = this.binder;
     const { garpRepeat, garpIntervalMs } = this.config.vrrp;
-    if (!b || garpRepeat === 0 || this.announcing.has(group)) return Promise.resolve();
+    const now = Date.now();
+    if (!b || garpRepeat === 0 || now - (this.announcedAt.get(group) ?? -Infinity) < garpRepeat * garpIntervalMs + 100) return Promise.resolve();
+    this.announcedAt.set(group, now);
     const owned = new Set(b.ownedAddresses());
-    const vips = [...(this.vipsByGroup.get(group) ?? [])].filter((v) => owned.has(v) && !v.includes(':'));
-    const round = Promise.all(vips.map(async (vip) => {
-      const r = await gratuitousArp(b.interface, vip, { count: garpRepeat, intervalMs: garpIntervalMs });
-      if (r.errors.length > 0) this.log.warn({ vip, errors: r.errors }, 'gratuitous ARP failed');
-    })).then(() => undefined, (err: unknown) => this.log.error({ group, err: (err as Error).message }, 'could not announce VIPs'))
-      .finally(() => this.announcing.delete(group));
-    this.announcing.set(group, round);
+    for (const vip of this.vipsByGroup.get(group) ?? []) if (owned.has(vip)) b.announce(vip);
     return Promise.resolve();
   }
 
@@ -221,7 +216,6 @@ export class KernelDataPlane implements DataPlane {
     if (this.vrrpController) await this.vrrpController.stop();
     this.masterOf.clear();
     await this.queueVipSync();
-    await Promise.allSettled([...this.announcing.values()]);
     await this.binder?.close();
     this.client?.close();
   }
