@@ -1,0 +1,176 @@
+// One failover trial in the HA lab, measured from the client's side (lab/ha/prober.ts): the current master's
+// NIC is downed and its keepalived SIGKILLed (parent and VRRP child), which is what the network sees when a
+// host dies; the figure is the time from that instant to the first new TCP connection through the VIP that
+// worked, and whether a TCP stream established before it kept working. Afterwards the dead host comes back
+// (link up; its daemon has restarted keepalived meanwhile) and the lab settles again.
+import { fileURLToPath } from 'node:url';
+import { shq, type GuestProcess } from '../vm/index.js';
+import { HaLab, until, type LabSnapshot } from './fixture.js';
+import { HA_CLIENT, HA_DIR, HA_PORTS } from './plan.js';
+import type { ProberLine, TrialOutcome } from './prober.js';
+
+const proberJs = fileURLToPath(new URL('prober.js', import.meta.url));
+
+/** The prober running in the client's namespace for the whole session. */
+export class FailoverProber {
+  private id = 0;
+  private readonly ctl = `${HA_DIR}/probe.ctl`;
+  private readonly outName: string;
+
+  private constructor(
+    private readonly lab: HaLab,
+    readonly process: GuestProcess,
+    outName: string,
+  ) {
+    this.outName = outName;
+  }
+
+  /** Starts the prober against VIP:7 (the nodes' echo servers) and waits until it listens for commands. */
+  static async start(lab: HaLab, vip: string, name = 'prober'): Promise<FailoverProber> {
+    const outName = `${name}.jsonl`;
+    const p = await lab.vm.spawn(name, ['node', proberJs, '--ctl', `${HA_DIR}/probe.ctl`, '--out', lab.runFile(outName), '--vip', vip, '--port', String(HA_PORTS.echo)], { ns: HA_CLIENT.name });
+    const prober = new FailoverProber(lab, p, outName);
+    await until('the prober to start', async () => (prober.lines().some((l) => l.event === 'ready') ? true : undefined), { timeoutMs: 60_000, describe: () => p.log() });
+    return prober;
+  }
+
+  lines(): ProberLine[] {
+    return this.lab
+      .readRunFile(this.outName)
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => JSON.parse(l) as ProberLine);
+  }
+
+  nextId(): number {
+    return ++this.id;
+  }
+
+  /** The bash line that sends one command to the prober (for guest scripts). */
+  command(c: Record<string, unknown>): string {
+    return `printf '%s\\n' ${shq(JSON.stringify(c))} > ${shq(this.ctl)}`;
+  }
+
+  async send(c: Record<string, unknown>): Promise<void> {
+    await this.lab.vm.run(this.command(c));
+  }
+
+  /** Waits for the prober's line of trial `id` with `event`. Errors of that trial fail at once. */
+  async wait<E extends ProberLine['event']>(id: number, event: E, timeoutMs = 60_000): Promise<Extract<ProberLine, { event: E }>> {
+    return until(`prober ${event} of trial ${id}`, async () => {
+      const mine = this.lines().filter((l) => l.id === id);
+      const err = mine.find((l) => l.event === 'error');
+      if (err && err.event === 'error') throw new Error(`prober: ${err.message}`);
+      return mine.find((l) => l.event === event) as Extract<ProberLine, { event: E }> | undefined;
+    }, { timeoutMs, everyMs: 100, describe: () => this.process.log().slice(-2000) });
+  }
+
+  async stop(): Promise<void> {
+    await this.send({ cmd: 'quit' }).catch(() => undefined);
+    await this.process.stop({ timeoutMs: 5_000 });
+  }
+}
+
+export interface FailoverTrial {
+  /** The host that was master and was killed. */
+  killed: 'lb1' | 'lb2';
+  /** The host that serves the VIP afterwards. */
+  took: 'lb1' | 'lb2';
+  failoverMs: number;
+  /** null when the trial ran without a stream. */
+  streamSurvived: boolean | null;
+  streamError: string | null;
+  /**
+   * Where the time went, from the taker's daemon log (ms after the kill): keepalived printed "Entering MASTER
+   * STATE" (as the daemon read it from keepalived's output), and the daemon had bound the group's VIPs (its
+   * "→ MASTER" report follows the bind; the gratuitous ARP goes out right after). undefined if not logged.
+   */
+  breakdown: { keepalivedMasterMs: number | undefined; vipBoundMs: number | undefined };
+  outcome: TrialOutcome;
+}
+
+interface LogLine {
+  time?: string;
+  msg?: string;
+  keepalived?: string;
+}
+
+/** From a daemon's JSON log: ms after t0 of the first line at or after t0 that matches. */
+export function firstLogAfter(log: string, t0: number, match: (l: LogLine) => boolean): number | undefined {
+  for (const raw of log.split('\n')) {
+    if (!raw.startsWith('{')) continue;
+    let l: LogLine;
+    try {
+      l = JSON.parse(raw) as LogLine;
+    } catch {
+      continue;
+    }
+    const at = l.time ? Date.parse(l.time) : NaN;
+    if (Number.isFinite(at) && at >= Math.floor(t0) && match(l)) return at - t0;
+  }
+  return undefined;
+}
+
+export interface TrialOptions {
+  group: string;
+  vip: string;
+  /** Hold an established TCP stream across the failover (default true). */
+  stream?: boolean;
+  /** After the trial, bring the dead host back and wait until the groups settle (default true). */
+  restore?: boolean;
+}
+
+/** Waits until the backup's IPVS connection table lists the client's stream (the sync daemon sent it). */
+async function waitForSyncedStream(lab: HaLab, backup: 'lb1' | 'lb2', localPort: number): Promise<void> {
+  const needle = `${HA_CLIENT.ip}:${localPort} `;
+  await until(`the stream from port ${localPort} in ${backup}'s IPVS table (sync daemon)`, async () => ((await lab.connections(backup)).includes(needle) ? true : undefined), {
+    timeoutMs: 30_000, everyMs: 250, describe: async () => `${backup}: ${await lab.connections(backup)}`,
+  });
+}
+
+export async function failoverTrial(lab: HaLab, prober: FailoverProber, o: TrialOptions): Promise<FailoverTrial> {
+  const before: LabSnapshot = await lab.settled();
+  const masterName = HaLab.masterOf(before, o.group)!;
+  const master = lab.host(masterName);
+  const backup = lab.other(master);
+  const id = prober.nextId();
+  if (o.stream !== false) {
+    await prober.send({ cmd: 'stream-open', id });
+    const opened = await prober.wait(id, 'stream-open');
+    await waitForSyncedStream(lab, backup.name, opened.localPort);
+  }
+  const ka = master.keepalived;
+  // Probing starts; once a connection through the VIP has worked, the host "dies": NIC down, keepalived
+  // SIGKILLed right after, in one guest script so the kill instant and the prober's clock are the same guest
+  // clock. The NIC goes first and t0 is taken when it is down: a master whose NIC still worked for the ~80 ms
+  // an `ip` process takes under emulation would keep serving new connections and flatter the figure.
+  await prober.send({ cmd: 'probe', id });
+  await prober.wait(id, 'probing');
+  await lab.vm.run(`set -e
+read -r m < ${shq(ka.pid)}
+read -r v < ${shq(ka.vrrpPid)}
+ip -n ${master.name} link set eth0 down
+t0=$EPOCHREALTIME
+kill -KILL "$m" "$v"
+printf '{"cmd":"killed","id":${id},"t0":%s}\\n' "$t0" > ${shq(`${HA_DIR}/probe.ctl`)}`);
+  const outcome = await prober.wait(id, 'result', 90_000);
+  if (outcome.failoverMs === null) throw new Error(`trial ${id}: no new connection through ${o.vip} succeeded after ${masterName} died\n${lab.logs().slice(-4000)}`);
+  if (outcome.successesBeforeKill === 0) throw new Error(`trial ${id}: no connection worked through ${o.vip} before the kill, so the figure would mean nothing`);
+  const after = await lab.snapshot();
+  const holders = await lab.holders(o.vip, after);
+  const took = holders.length === 1 ? holders[0]! : backup.name;
+  const takerLog = lab.host(took).process?.log() ?? '';
+  const entering = `(${o.group}) Entering MASTER STATE`;
+  const breakdown = {
+    keepalivedMasterMs: firstLogAfter(takerLog, outcome.t0, (l) => l.keepalived?.includes(entering) === true),
+    vipBoundMs: firstLogAfter(takerLog, outcome.t0, (l) => l.msg !== undefined && l.msg.startsWith(`group ${o.group}: `) && l.msg.endsWith('→ MASTER')),
+  };
+  if (o.restore !== false) {
+    await master.linkUp();
+    await lab.settled();
+  }
+  return {
+    killed: masterName, took, failoverMs: outcome.failoverMs,
+    streamSurvived: outcome.stream ? outcome.stream.survived : null, streamError: outcome.stream?.error ?? null, breakdown, outcome,
+  };
+}
