@@ -10,6 +10,7 @@ import { OwnedServices } from '../reconcile/ownership.js';
 import { Reconciler, vipOfKey } from '../reconcile/reconciler.js';
 import type { Logger } from '../util/log.js';
 import { JsonFileOwnership, VipBinder } from '../vip/index.js';
+import { gratuitousArp } from '../vip/announce.js';
 import { VrrpController } from '../vrrp/index.js';
 import type { SyncMode } from '../vrrp/index.js';
 import type { DataPlane, DataPlaneHealth, ReconcileResult } from './dataplane.js';
@@ -19,6 +20,8 @@ export function makeKernelDataPlane(config: Config, log: Logger): DataPlane {
 }
 
 const NO_GROUP = '';
+/** Least time between two re-announcements of a group after lower-priority adverts (see announceGroup). */
+const REANNOUNCE_MS = 1000;
 
 export class KernelDataPlane implements DataPlane {
   private client: IpvsClient | undefined;
@@ -31,7 +34,7 @@ export class KernelDataPlane implements DataPlane {
   private readonly masterOf = new Set<string>();
   private readonly since = new Map<string, { state: string; at: string; transitions: number }>();
   private vipChain: Promise<void> = Promise.resolve();
-  private readonly announcedAt = new Map<string, number>();
+  private readonly reannounce = new Map<string, { last: number; trailing: NodeJS.Timeout | undefined }>();
   private startError: string | undefined;
 
   constructor(private config: Config, private readonly log: Logger) {}
@@ -96,21 +99,18 @@ export class KernelDataPlane implements DataPlane {
       if (!b) return;
       const want = new Set<string>();
       for (const g of this.masterOf) for (const v of this.vipsByGroup.get(g) ?? []) want.add(v);
-      for (const vip of want) {
-        try {
-          await b.bind(vip);
-        } catch (err) {
-          this.log.error({ vip, err: (err as Error).message }, 'could not bind VIP');
-        }
-      }
-      for (const vip of b.ownedAddresses()) {
-        if (want.has(vip)) continue;
-        try {
-          await b.unbind(vip);
-        } catch (err) {
-          this.log.error({ vip, err: (err as Error).message }, 'could not release VIP');
-        }
-      }
+      // Batched: a takeover binds every VIP of its groups at once (one ownership write, netlink batches),
+      // so the first GARP does not wait for the last address.
+      const wanted = [...want];
+      const bound = await b.bindMany(wanted).catch((err: unknown) => wanted.map(() => err as Error));
+      bound.forEach((r, i) => {
+        if (r instanceof Error) this.log.error({ vip: wanted[i], err: r.message }, 'could not bind VIP');
+      });
+      const stale = b.ownedAddresses().filter((v) => !want.has(v));
+      const released = await b.unbindMany(stale).catch((err: unknown) => stale.map(() => err as Error));
+      released.forEach((r, i) => {
+        if (r instanceof Error) this.log.error({ vip: stale[i], err: r.message }, 'could not release VIP');
+      });
     });
     return this.vipChain;
   }
@@ -126,20 +126,42 @@ export class KernelDataPlane implements DataPlane {
   }
 
   /**
-   * GARP for the group's bound VIPs again (a lower-priority peer was master for a moment and pulled the
-   * neighbours' caches over). At most one round per group per announcement period: such adverts can come ten
-   * times a second. The binder announces IPv4 VIPs only; IPv6 neighbours learn from the unsolicited NA of the
-   * address add (src/vip/announce.ts).
+   * GARP for the group's bound VIPs again: a lower-priority peer was master for a moment and pulled the
+   * neighbours' caches over. Such adverts come once per advert interval for as long as the peer believes it
+   * is master, so this is rate-limited: one GARP per VIP at once, at most one per REANNOUNCE_MS while they
+   * keep coming, and one more REANNOUNCE_MS after the last, so the last word on the segment is ours even if
+   * the peer's own GARPs went out after our first. Measured in the lab: three GARPs per advert (one arping
+   * process each) starved the emulated hosts, which then missed more adverts and flapped more. IPv6
+   * neighbours learn only from the unsolicited NA of the address add (src/vip/announce.ts).
    */
   private announceGroup(group: string): Promise<void> {
-    const b = this.binder;
-    const { garpRepeat, garpIntervalMs } = this.config.vrrp;
-    const now = Date.now();
-    if (!b || garpRepeat === 0 || now - (this.announcedAt.get(group) ?? -Infinity) < garpRepeat * garpIntervalMs + 100) return Promise.resolve();
-    this.announcedAt.set(group, now);
-    const owned = new Set(b.ownedAddresses());
-    for (const vip of this.vipsByGroup.get(group) ?? []) if (owned.has(vip)) b.announce(vip);
+    const state = this.reannounce.get(group) ?? { last: -Infinity, trailing: undefined };
+    this.reannounce.set(group, state);
+    if (state.trailing) clearTimeout(state.trailing);
+    const fire = () => {
+      state.last = Date.now();
+      this.garpOnce(group);
+    };
+    if (Date.now() - state.last >= REANNOUNCE_MS) fire();
+    state.trailing = setTimeout(() => {
+      state.trailing = undefined;
+      fire();
+    }, REANNOUNCE_MS);
+    state.trailing.unref();
     return Promise.resolve();
+  }
+
+  private garpOnce(group: string): void {
+    const b = this.binder;
+    if (!b || this.config.vrrp.garpRepeat === 0 || !this.masterOf.has(group)) return;
+    const owned = new Set(b.ownedAddresses());
+    const vips = [...(this.vipsByGroup.get(group) ?? [])].filter((v) => owned.has(v) && !v.includes(':'));
+    this.log.info({ group, vips }, `group ${group}: a lower-priority router advertised as master; VIPs announced again`);
+    for (const vip of vips) {
+      void gratuitousArp(b.interface, vip, { count: 1, intervalMs: 0 }).then((r) => {
+        if (r.errors.length > 0) this.log.warn({ vip, errors: r.errors }, 'gratuitous ARP failed');
+      });
+    }
   }
 
   private async setSyncMode(mode: SyncMode): Promise<void> {
@@ -213,6 +235,7 @@ export class KernelDataPlane implements DataPlane {
 
   async stop(): Promise<void> {
     this.reconciler?.stop();
+    for (const r of this.reannounce.values()) if (r.trailing) clearTimeout(r.trailing);
     if (this.vrrpController) await this.vrrpController.stop();
     this.masterOf.clear();
     await this.queueVipSync();

@@ -144,6 +144,100 @@ export class VipBinder {
     }
   }
 
+  /**
+   * bind() for many addresses at once, for a VRRP takeover: one ownership write for all new ones (before any
+   * is added, as bind() does), the adds in netlink batches, then the announcements, so the first GARP goes
+   * out after one file write and one round trip instead of after the whole list. One at a time costs a
+   * rewrite of the ownership file and a round trip each: measured 8.4 s for 1,000 VIPs on an unemulated
+   * host, against a failover goal of 1 s. Results are in the order given (an invalid address or a kernel
+   * refusal is an Error in its slot); nothing is thrown for one bad address.
+   */
+  async bindMany(addresses: readonly string[]): Promise<Array<BindResult | Error>> {
+    const out: Array<BindResult | Error> = [];
+    const todo: Array<{ slot: number; v: ReturnType<typeof vipOf>; wasOwned: boolean }> = [];
+    const seen = new Map<string, number>();
+    for (const [slot, a] of addresses.entries()) {
+      let v: ReturnType<typeof vipOf>;
+      try {
+        v = vipOf(a);
+      } catch (e) {
+        out[slot] = e as Error;
+        continue;
+      }
+      if (seen.has(v.text)) {
+        out[slot] = new Error(`vip: ${v.text} is listed twice`);
+        continue;
+      }
+      seen.set(v.text, slot);
+      todo.push({ slot, v, wasOwned: this.isOwned(v.text) });
+    }
+    if (todo.length === 0) return out;
+    const fresh = todo.filter((t) => !t.wasOwned);
+    if (fresh.length > 0) await this.record([...this.owned, ...fresh.map((t) => ({ interface: this.interface, address: t.v.text, prefixLength: t.v.prefixLength }))]);
+    if (todo.some((t) => t.v.family === 6)) await enableNdiscNotify(this.interface).catch(() => undefined);
+    const errnos = await this.rt.batch(todo.map((t) => ({
+      type: RTM.NEWADDR,
+      flags: NlFlags.CREATE | NlFlags.EXCL,
+      payload: addrPayload(this.ifindex, t.v.text, t.v.prefixLength, t.v.family === 6 && this.opts.ipv6Dad === false ? IFA_F.NODAD : 0),
+    })));
+    const drop = new Set<string>();
+    for (const [k, t] of todo.entries()) {
+      const errno = errnos[k] ?? 0;
+      if (errno === 0) {
+        out[t.slot] = 'added';
+        this.startAnnounce(t.v.text);
+      } else if (errno === ERRNO.EEXIST) {
+        out[t.slot] = t.wasOwned ? 'already-bound' : 'foreign';
+        if (!t.wasOwned) drop.add(t.v.text);
+      } else {
+        if (!t.wasOwned) drop.add(t.v.text);
+        out[t.slot] = new NetlinkError(errno, `bind VIP ${t.v.text}/${t.v.prefixLength} on ${this.interface}`, addHint(errno));
+      }
+    }
+    if (drop.size > 0) await this.record(this.owned.filter((o) => !(o.interface === this.interface && drop.has(o.address))));
+    return out;
+  }
+
+  /**
+   * unbind() for many addresses at once: the deletes in netlink batches, then one ownership write. Addresses
+   * this binder did not add are 'not-owned' and left alone. Results in the order given.
+   */
+  async unbindMany(addresses: readonly string[]): Promise<Array<UnbindResult | Error>> {
+    const out: Array<UnbindResult | Error> = [];
+    const todo: Array<{ slot: number; v: ReturnType<typeof vipOf> }> = [];
+    for (const [slot, a] of addresses.entries()) {
+      let v: ReturnType<typeof vipOf>;
+      try {
+        v = vipOf(a);
+      } catch (e) {
+        out[slot] = e as Error;
+        continue;
+      }
+      if (!this.isOwned(v.text) || todo.some((t) => t.v.text === v.text)) out[slot] = 'not-owned';
+      else todo.push({ slot, v });
+    }
+    if (todo.length === 0) return out;
+    for (const t of todo) this.releasing.add(t.v.text);
+    try {
+      const errnos = await this.rt.batch(todo.map((t) => ({ type: RTM.DELADDR, flags: 0, payload: addrPayload(this.ifindex, t.v.text, t.v.prefixLength) })));
+      const gone = new Set<string>();
+      for (const [k, t] of todo.entries()) {
+        const errno = errnos[k] ?? 0;
+        // EADDRNOTAVAIL (IPv4) / ENODEV or ENOENT (IPv6): it was already gone.
+        if (errno === 0 || errno === ERRNO.EADDRNOTAVAIL || errno === ERRNO.ENODEV || errno === ERRNO.ENOENT) {
+          out[t.slot] = errno === 0 ? 'removed' : 'already-absent';
+          gone.add(t.v.text);
+        } else {
+          out[t.slot] = new NetlinkError(errno, `unbind VIP ${t.v.text}/${t.v.prefixLength} from ${this.interface}`);
+        }
+      }
+      if (gone.size > 0) await this.record(this.owned.filter((o) => !(o.interface === this.interface && gone.has(o.address))));
+    } finally {
+      for (const t of todo) this.releasing.delete(t.v.text);
+    }
+    return out;
+  }
+
   /** Re-adds every owned VIP that is missing from the interface; returns the ones it restored. */
   async resync(): Promise<string[]> {
     const present = new Set((await this.addresses()).map((a) => a.address));
