@@ -153,13 +153,8 @@ export function reduce(world: VrrpWorld, event: VrrpEvent): Step {
       // announces only its own addresses; ours are announced again here.
       const view = world.groups[event.group];
       if (world.keepalived === 'stopped' || view?.phase !== 'MASTER' || view.holding !== true) return { world, effects: [] };
-      return {
-        world,
-        effects: [
-          { type: 'announce', group: event.group },
-          { type: 'report', level: 'info', message: `group ${event.group}: a lower-priority router advertised as master; VIPs announced again` },
-        ],
-      };
+      // No report here: these come once per advert interval; the announcer logs the rounds it sends.
+      return { world, effects: [{ type: 'announce', group: event.group }] };
     }
     case 'shutdown': {
       const release = Object.entries(world.groups)
