@@ -81,8 +81,8 @@ export interface FailoverTrial {
   streamSurvived: boolean | null;
   streamError: string | null;
   /**
-   * Where the time went, from the taker's daemon log (ms after the kill): keepalived printed "Entering MASTER
-   * STATE" (as the daemon read it from keepalived's output), and the daemon had bound the group's VIPs (its
+   * Where the time went, from the taker's daemon log (ms after the kill): keepalived's MASTER notification
+   * reached the daemon (its "keepalived notify" debug line), and the daemon had bound the group's VIPs (its
    * "→ MASTER" report follows the bind; the gratuitous ARP goes out right after). undefined if not logged.
    */
   breakdown: { keepalivedMasterMs: number | undefined; vipBoundMs: number | undefined };
@@ -93,6 +93,7 @@ interface LogLine {
   time?: string;
   msg?: string;
   keepalived?: string;
+  notify?: { name?: string; state?: string };
 }
 
 /** From a daemon's JSON log: ms after t0 of the first line at or after t0 that matches. */
@@ -124,7 +125,7 @@ export interface TrialOptions {
 async function waitForSyncedStream(lab: HaLab, backup: 'lb1' | 'lb2', localPort: number): Promise<void> {
   const needle = `${HA_CLIENT.ip}:${localPort} `;
   await until(`the stream from port ${localPort} in ${backup}'s IPVS table (sync daemon)`, async () => ((await lab.connections(backup)).includes(needle) ? true : undefined), {
-    timeoutMs: 30_000, everyMs: 250, describe: async () => `${backup}: ${await lab.connections(backup)}`,
+    timeoutMs: 30_000, everyMs: 500, describe: async () => `${backup}: ${await lab.connections(backup)}`,
   });
 }
 
@@ -160,9 +161,8 @@ printf '{"cmd":"killed","id":${id},"t0":%s}\\n' "$t0" > ${shq(`${HA_DIR}/probe.c
   const holders = await lab.holders(o.vip, after);
   const took = holders.length === 1 ? holders[0]! : backup.name;
   const takerLog = lab.host(took).process?.log() ?? '';
-  const entering = `(${o.group}) Entering MASTER STATE`;
   const breakdown = {
-    keepalivedMasterMs: firstLogAfter(takerLog, outcome.t0, (l) => l.keepalived?.includes(entering) === true),
+    keepalivedMasterMs: firstLogAfter(takerLog, outcome.t0, (l) => l.msg === 'keepalived notify' && l.notify?.name === o.group && l.notify.state === 'MASTER'),
     vipBoundMs: firstLogAfter(takerLog, outcome.t0, (l) => l.msg !== undefined && l.msg.startsWith(`group ${o.group}: `) && l.msg.endsWith('→ MASTER')),
   };
   if (o.restore !== false) {

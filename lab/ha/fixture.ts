@@ -185,7 +185,7 @@ echo "$m $v"`);
   /** GET (or POST, with the host's API token) on the daemon's API, parsed. */
   async api<T = Record<string, unknown>>(path: string, method: 'GET' | 'POST' = 'GET'): Promise<{ status: number; body: T }> {
     const auth = method === 'POST' ? `-H "Authorization: Bearer $(cat ${shq(`${this.paths.stateDir}/api-token`)})"` : '';
-    const r = await this.vm.run(`curl -sS -m 20 -o /dev/stdout -w '\\n%{http_code}' -X ${method} ${auth} ${shq(`http://127.0.0.1:9742${path}`)}`, { ns: this.name });
+    const r = await this.vm.run(`curl -sS -m 60 -o /dev/stdout -w '\\n%{http_code}' -X ${method} ${auth} ${shq(`http://127.0.0.1:9742${path}`)}`, { ns: this.name, timeoutMs: 90_000 });
     const text = r.stdout.replace(/\n(\d{3})$/, '');
     return { status: Number(/(\d{3})$/.exec(r.stdout)?.[1] ?? 0), body: JSON.parse(text || 'null') as T };
   }
@@ -295,19 +295,20 @@ export class HaLab {
     }, { timeoutMs, describe: () => this.hosts.map((h) => h.log().slice(-1500)).join('\n') });
   }
 
-  /** Both hosts at one moment: daemon VRRP view, addresses on eth0, link, keepalived pid, sync daemons. */
-  async snapshot(): Promise<LabSnapshot> {
+  /**
+   * Both hosts at one moment: daemon VRRP view, addresses on eth0, link, keepalived pid and, with `sync`, the
+   * IPVS sync daemons. One guest command with few processes: under emulation every process start costs the
+   * keepalived next door its timing, so polls are kept cheap and slow (see settled()).
+   */
+  async snapshot(opts: { sync?: boolean } = {}): Promise<LabSnapshot> {
     const parts = this.hosts.map((h) => `echo "@@host ${h.name}"
 ip netns exec ${h.name} curl -s -m 5 http://127.0.0.1:9742/api/v1/vrrp || echo '{"down":true}'
 echo
-echo "@@addr"
-ip -n ${h.name} -o -4 addr show dev eth0
-echo "@@link"
-ip -n ${h.name} -o link show dev eth0
+printf '%s\\n' 'addr show dev eth0' 'link show dev eth0' | ip -n ${h.name} -o -4 -batch - | awk 'BEGIN { print "@@addr" } /^[0-9]+: [^ ]+: </ { print "@@link" } { print }'
 echo "@@ka"
 { read -r m < ${shq(h.keepalived.pid)} && kill -0 "$m" 2>/dev/null && echo "$m"; } || echo none
 echo "@@sync"
-ip netns exec ${h.name} ipvsadm -L --daemon 2>/dev/null || true`).join('\n');
+${opts.sync ? `ip netns exec ${h.name} ipvsadm -L --daemon 2>/dev/null || true` : ':'}`).join('\n');
     const r = await this.vm.run(parts, { timeoutMs: 60_000 });
     return parseSnapshot(r.stdout, this.hosts.map((h) => h.info.ip));
   }
@@ -343,7 +344,7 @@ ip netns exec ${h.name} ipvsadm -L --daemon 2>/dev/null || true`).join('\n');
    * Waits until every group has exactly one MASTER and the other host is BACKUP, the master holds the group's
    * VIPs and the backup none of them; returns the snapshot. `expect` pins who masters which group.
    */
-  async settled(expect: Record<string, 'lb1' | 'lb2'> = {}, timeoutMs = 90_000): Promise<LabSnapshot> {
+  async settled(expect: Record<string, 'lb1' | 'lb2'> = {}, timeoutMs = 180_000): Promise<LabSnapshot> {
     let last: LabSnapshot | undefined;
     return until('the VRRP groups to settle (one MASTER, one BACKUP, VIPs on the master only)', async () => {
       const s = (last = await this.snapshot());
@@ -356,7 +357,7 @@ ip netns exec ${h.name} ipvsadm -L --daemon 2>/dev/null || true`).join('\n');
         if (!vips.every((v) => s[master].addresses.includes(v) && !s[backup].addresses.includes(v))) return undefined;
       }
       return s;
-    }, { timeoutMs, describe: () => `last snapshot: ${JSON.stringify(last)}` });
+    }, { timeoutMs, everyMs: 1000, describe: () => `last snapshot: ${JSON.stringify(last)}` });
   }
 
   /** HTTP GETs through the VIP from the client, one new connection each; answers or "curl-failed ...". */

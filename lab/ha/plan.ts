@@ -152,7 +152,9 @@ export function haDaemonConfig(spec: CheckedHaSpec, host: HaHostInfo, extraPools
     hostName: host.name,
     interface: 'eth0',
     stateDir: p.stateDir,
-    kubernetes: { kubeconfig: kubeconfigPath, lease: { durationSeconds: 6, renewDeadlineSeconds: 4, retryPeriodSeconds: 1 } },
+    // The allocator Lease and the resync keep their defaults: every request and every dump costs the
+    // keepalived next door its timing under emulation, and nothing here tests their speed.
+    kubernetes: { kubeconfig: kubeconfigPath },
     pools: [
       ...spec.groups.map((g) => ({ name: g.pool.name, addresses: g.pool.addresses, vrrpGroup: g.name, autoAssign: false })),
       ...extraPools.map((x) => ({ ...x, autoAssign: false })),
@@ -170,7 +172,7 @@ export function haDaemonConfig(spec: CheckedHaSpec, host: HaHostInfo, extraPools
       })),
     },
     api: { listen: '127.0.0.1:9742' },
-    reconcile: { coalesceMs: 20, resyncSeconds: 2 },
+    reconcile: { coalesceMs: 20 },
     healthCheck: { enabled: false },
   };
 }

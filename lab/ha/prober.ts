@@ -14,7 +14,6 @@
 import { appendFileSync, constants, openSync, rmSync } from 'node:fs';
 import { Socket, connect } from 'node:net';
 import { execFileSync } from 'node:child_process';
-import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 
 export interface ProbeCommand {
@@ -57,7 +56,10 @@ export interface Probing {
 
 export type ProberLine = StreamOpened | Probing | TrialOutcome | ProberFailure | { id: null; event: 'ready' };
 
-const now = (): number => performance.timeOrigin + performance.now();
+// The guest's wall clock, the one bash's $EPOCHREALTIME (the kill instant) and the daemons' log times use.
+// performance.timeOrigin + performance.now() would be the monotonic clock offset once at start, which can
+// drift from the wall clock over a session under emulation; 1 ms resolution is plenty against a 20 ms grid.
+const now = (): number => Date.now();
 
 interface Options {
   ctl: string;

@@ -4,7 +4,8 @@
 // order on one VM, each starting from the state the previous one left:
 //   1. each host serves its group's VIP, and both hosts have every virtual service programmed;
 //   2. a config change that adds a VIP (a new pool, a Service in it, a changed keepalived.conf) changes no
-//      VRRP state and restarts no keepalived;
+//      VRRP state and restarts no keepalived; a backup that turns master for a moment does not keep the
+//      VIP's traffic (the master announces again when it hears a lower-priority advert);
 //   3. a host dies (NIC down, keepalived SIGKILLed): its group moves to the other host, new connections
 //      work, and a TCP stream established before keeps working (sync daemon + mh);
 //   4. keepalived alone is killed on the master: the daemon releases the VIPs, the peer serves them, keepalived
@@ -59,10 +60,11 @@ describe('lab: two LB hosts with the real daemon and keepalived', { timeout: 1_2
     await served(vipA);
     await served(vipB);
     assert.deepEqual([await lab.routerSends(vipA), await lab.routerSends(vipB)], ['lb1', 'lb2'], 'the router sends each VIP to its master');
+    const withSync = await lab.snapshot({ sync: true });
     for (const h of ['lb1', 'lb2'] as const) {
       const table = (await lab.vm.run(['ipvsadm', '-Ln'], { ns: h })).stdout;
       for (const vip of [vipA, vipB]) assert.match(table, new RegExp(`TCP\\s+${vip.replace(/\./g, '\\.')}:80 mh`), `${h} programs ${vip}`);
-      assert.deepEqual(s[h].syncDaemons.map((d) => d.split(' ')[0]).sort(), ['backup', 'master'], `${h} runs both sync daemons`);
+      assert.deepEqual(withSync[h].syncDaemons.map((d) => d.split(' ')[0]).sort(), ['backup', 'master'], `${h} runs both sync daemons`);
     }
   });
 
@@ -87,6 +89,24 @@ describe('lab: two LB hosts with the real daemon and keepalived', { timeout: 1_2
     const now = await lab.settled({ a: 'lb1', b: 'lb2' });
     assert.deepEqual(transitions(now), transitions(before), `no transition: ${phases(before)} → ${phases(now)}`);
     assert.deepEqual([now.lb1.keepalivedPid, now.lb2.keepalivedPid], [before.lb1.keepalivedPid, before.lb2.keepalivedPid], 'reloaded, not restarted');
+  });
+
+  it('a backup that turns master for a moment (it stopped hearing adverts) does not keep the VIP\'s traffic: the master announces again', async () => {
+    // lb2 stops hearing VRRP: it becomes master of a too, binds vipA and sends GARP, so the router sends vipA
+    // to lb2. When it hears lb1 again it gives a up; lb1, which heard lb2's lower-priority adverts meanwhile,
+    // has announced vipA again, so the traffic comes back to the real master.
+    await lab.vm.run('modprobe -a ip_tables iptable_filter && iptables-legacy -A INPUT -p 112 -j DROP', { ns: 'lb2' });
+    try {
+      await until('lb2 to turn master of a as well', async () => ((await lab.snapshot()).lb2.groups.a?.state === 'MASTER' ? true : undefined), { timeoutMs: 60_000 });
+      await until('the router to follow lb2 for vipA', async () => ((await lab.routerSends(vipA)) === 'lb2' ? true : undefined), { timeoutMs: 30_000 });
+    } finally {
+      await lab.vm.run('iptables-legacy -D INPUT -p 112 -j DROP', { ns: 'lb2' });
+    }
+    const s = await lab.settled({ a: 'lb1', b: 'lb2' });
+    assert.deepEqual(await lab.holders(vipA, s), ['lb1']);
+    await until('the router back on lb1 for vipA', async () => ((await lab.routerSends(vipA)) === 'lb1' ? true : undefined), { timeoutMs: 30_000 });
+    await served(vipA);
+    assert.match(lb1().process!.log(), /group a: a lower-priority router advertised as master; VIPs announced again/);
   });
 
   it('a host dies (NIC down, keepalived SIGKILLed): its group moves to the other, new connections work and an established stream survives', async () => {
