@@ -97,8 +97,9 @@ export class VrrpController extends EventEmitter<Events> {
 
   private onNotify(e: NotifyEvent): void {
     // The moment keepalived's verdict reached us: with the "→ STATE" report that follows the effects, it
-    // splits a failover into election and the daemon's own work.
-    this.o.log.debug({ notify: e }, 'keepalived notify');
+    // splits a failover into election and the daemon's own work. Lower-priority notices come once per
+    // advert interval while a peer thinks it is master, so they stay at debug.
+    this.o.log[e.state === LOWER_PRIORITY_ADVERT ? 'debug' : 'info']({ notify: e }, 'keepalived notify');
     if (e.kind !== 'INSTANCE') {
       this.o.log.debug({ notify: e }, 'ignored keepalived group notification (no sync groups are rendered)');
       return;
