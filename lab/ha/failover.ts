@@ -21,6 +21,8 @@ export class FailoverProber {
     private readonly lab: HaLab,
     readonly process: GuestProcess,
     outName: string,
+    /** `ip -ts monitor link` on each LB host's eth0: when a NIC really went down, by the kernel's event. */
+    readonly linkMonitors: Record<'lb1' | 'lb2', GuestProcess>,
   ) {
     this.outName = outName;
   }
@@ -29,7 +31,10 @@ export class FailoverProber {
   static async start(lab: HaLab, vip: string, name = 'prober'): Promise<FailoverProber> {
     const outName = `${name}.jsonl`;
     const p = await lab.vm.spawn(name, ['node', proberJs, '--ctl', `${HA_DIR}/probe.ctl`, '--out', lab.runFile(outName), '--vip', vip, '--port', String(HA_PORTS.echo)], { ns: HA_CLIENT.name });
-    const prober = new FailoverProber(lab, p, outName);
+    const monitors: Partial<Record<'lb1' | 'lb2', GuestProcess>> = {};
+    // ip prints local time; UTC makes it the epoch's.
+    for (const h of lab.hosts) monitors[h.name] = await lab.vm.spawn(`${name}-link-${h.name}`, ['env', 'TZ=UTC', 'stdbuf', '-oL', 'ip', '-ts', 'monitor', 'link', 'dev', 'eth0'], { ns: h.name });
+    const prober = new FailoverProber(lab, p, outName, monitors as Record<'lb1' | 'lb2', GuestProcess>);
     await until('the prober to start', async () => (prober.lines().some((l) => l.event === 'ready') ? true : undefined), { timeoutMs: 60_000, describe: () => p.log() });
     return prober;
   }
@@ -68,7 +73,17 @@ export class FailoverProber {
   async stop(): Promise<void> {
     await this.send({ cmd: 'quit' }).catch(() => undefined);
     await this.process.stop({ timeoutMs: 5_000 });
+    for (const m of Object.values(this.linkMonitors)) await m.stop({ timeoutMs: 5_000 }).catch(() => undefined);
   }
+}
+
+/** Epoch ms of each "link went down" event in `ip -ts monitor link` output (run with TZ=UTC). */
+export function linkDownTimes(log: string): number[] {
+  const out: number[] = [];
+  for (const m of log.matchAll(/^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{6})\] \d+: [^:\s]+: <([^>]*)>/gm)) {
+    if (!m[3]!.split(',').includes('UP')) out.push(Date.parse(`${m[1]}Z`) + Number(m[2]) / 1000);
+  }
+  return out;
 }
 
 export interface FailoverTrial {
@@ -82,10 +97,12 @@ export interface FailoverTrial {
   streamError: string | null;
   /**
    * Where the time went, from the taker's daemon log (ms after the kill): keepalived's MASTER notification
-   * reached the daemon (its "keepalived notify" debug line), and the daemon had bound the group's VIPs (its
+   * reached the daemon (its "keepalived notify" line), and the daemon had bound the group's VIPs (its
    * "→ MASTER" report follows the bind; the gratuitous ARP goes out right after). undefined if not logged.
    */
   breakdown: { keepalivedMasterMs: number | undefined; vipBoundMs: number | undefined };
+  /** Wall time of the trial's phases on the host, ms: settle, stream synced, probing, result, restored. */
+  phasesMs: Record<'settle' | 'stream' | 'probing' | 'result' | 'restore', number>;
   outcome: TrialOutcome;
 }
 
@@ -130,7 +147,16 @@ async function waitForSyncedStream(lab: HaLab, backup: 'lb1' | 'lb2', localPort:
 }
 
 export async function failoverTrial(lab: HaLab, prober: FailoverProber, o: TrialOptions): Promise<FailoverTrial> {
+  let mark = Date.now();
+  const phase = (): number => {
+    const now = Date.now();
+    const d = now - mark;
+    mark = now;
+    return d;
+  };
+  const phasesMs = { settle: 0, stream: 0, probing: 0, result: 0, restore: 0 };
   const before: LabSnapshot = await lab.settled();
+  phasesMs.settle = phase();
   const masterName = HaLab.masterOf(before, o.group)!;
   const master = lab.host(masterName);
   const backup = lab.other(master);
@@ -140,21 +166,27 @@ export async function failoverTrial(lab: HaLab, prober: FailoverProber, o: Trial
     const opened = await prober.wait(id, 'stream-open');
     await waitForSyncedStream(lab, backup.name, opened.localPort);
   }
+  phasesMs.stream = phase();
   const ka = master.keepalived;
   // Probing starts; once a connection through the VIP has worked, the host "dies": NIC down, keepalived
-  // SIGKILLed right after, in one guest script so the kill instant and the prober's clock are the same guest
-  // clock. The NIC goes first and t0 is taken when it is down: a master whose NIC still worked for the ~80 ms
-  // an `ip` process takes under emulation would keep serving new connections and flatter the figure.
+  // SIGKILLed right after. t0 is the kernel's link-down event as `ip -ts monitor link` on that host saw it,
+  // not a clock read around the `ip link set` process: under emulation that process takes 80 ms to over a
+  // second, during which the NIC is still up (a clock read before it would count connections the old master
+  // still served; one after it missed part of the election, and both were seen to flatter the figure).
   await prober.send({ cmd: 'probe', id });
   await prober.wait(id, 'probing');
+  phasesMs.probing = phase();
+  const monitor = prober.linkMonitors[master.name];
+  const downsBefore = linkDownTimes(monitor.log()).length;
   await lab.vm.run(`set -e
 read -r m < ${shq(ka.pid)}
 read -r v < ${shq(ka.vrrpPid)}
 ip -n ${master.name} link set eth0 down
-t0=$EPOCHREALTIME
-kill -KILL "$m" "$v"
-printf '{"cmd":"killed","id":${id},"t0":%s}\\n' "$t0" > ${shq(`${HA_DIR}/probe.ctl`)}`);
+kill -KILL "$m" "$v"`);
+  const t0 = await until(`${master.name}'s link-down event`, async () => linkDownTimes(monitor.log())[downsBefore], { timeoutMs: 30_000, everyMs: 50, describe: () => monitor.log().slice(-1000) });
+  await prober.send({ cmd: 'killed', id, t0: t0 / 1000 });
   const outcome = await prober.wait(id, 'result', 90_000);
+  phasesMs.result = phase();
   if (outcome.failoverMs === null) throw new Error(`trial ${id}: no new connection through ${o.vip} succeeded after ${masterName} died\n${lab.logs().slice(-4000)}`);
   if (outcome.successesBeforeKill === 0) throw new Error(`trial ${id}: no connection worked through ${o.vip} before the kill, so the figure would mean nothing`);
   const after = await lab.snapshot();
@@ -169,8 +201,9 @@ printf '{"cmd":"killed","id":${id},"t0":%s}\\n' "$t0" > ${shq(`${HA_DIR}/probe.c
     await master.linkUp();
     await lab.settled();
   }
+  phasesMs.restore = phase();
   return {
     killed: masterName, took, failoverMs: outcome.failoverMs,
-    streamSurvived: outcome.stream ? outcome.stream.survived : null, streamError: outcome.stream?.error ?? null, breakdown, outcome,
+    streamSurvived: outcome.stream ? outcome.stream.survived : null, streamError: outcome.stream?.error ?? null, breakdown, phasesMs, outcome,
   };
 }

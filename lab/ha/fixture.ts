@@ -107,7 +107,7 @@ export class HaHost {
    * has reconciled once, which happens after its VRRP side started (pid file written, keepalived running).
    */
   async startDaemon(): Promise<void> {
-    const p = await this.vm.spawn(`daemon-${this.name}-${++this.starts}`, ['node', cli, 'daemon', '--config', this.paths.configFile, '--log-level', 'debug'], { ns: this.name });
+    const p = await this.vm.spawn(`daemon-${this.name}-${++this.starts}`, ['node', cli, 'daemon', '--config', this.paths.configFile, '--log-level', this.lab.logLevel], { ns: this.name });
     this.process = p;
     this.logs.push(p);
     await until(`the daemon on ${this.name} to be ready`, async () => {
@@ -206,6 +206,11 @@ echo "$m $v"`);
 }
 
 export interface HaLabOptions extends HaLabSpec {
+  /**
+   * The daemons' log level (default info). debug adds every line keepalived prints; under emulation that
+   * volume, written synchronously to a pipe into the shared run directory, holds up the daemon itself.
+   */
+  logLevel?: 'debug' | 'info';
   /** Use this VM (fresh, without a topology) instead of booting one; it is not stopped by stop(). */
   vm?: Vm;
   backend?: Backend;
@@ -220,6 +225,7 @@ export class HaLab {
   private constructor(
     readonly vm: Vm,
     readonly spec: CheckedHaSpec,
+    readonly logLevel: 'debug' | 'info',
   ) {
     this.hosts = [new HaHost(this, HA_HOSTS[0]), new HaHost(this, HA_HOSTS[1])];
   }
@@ -229,7 +235,7 @@ export class HaLab {
     const spec = checkHaSpec(opts);
     if (!existsSync(kubectlBin)) throw new Error(`ha lab: ${kubectlBin} is missing; run npm run setup`);
     const vm = opts.vm ?? (await startVm(opts.backend ? { backend: opts.backend } : {}));
-    const lab = new HaLab(vm, spec);
+    const lab = new HaLab(vm, spec, opts.logLevel ?? 'info');
     lab.ownVm = opts.vm === undefined;
     try {
       await lab.build();

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { deletionTimes } from '../../bench/failover.bench.js';
 import { activeActiveGroups, checkHaSpec, haDaemonConfig, haService, haTopology, HA_HOSTS, parseSnapshot } from '../../lab/ha/index.js';
-import { firstLogAfter } from '../../lab/ha/failover.js';
+import { firstLogAfter, linkDownTimes } from '../../lab/ha/failover.js';
 import { parseProberArgs } from '../../lab/ha/prober.js';
 import { checkTopology } from '../../lab/vm/index.js';
 import { parseConfigText } from '../../src/config/load.js';
@@ -107,6 +107,16 @@ none
 [2026-12-01T17:04:41.809970] Deleted 2: eth0    inet 192.0.2.100/32 scope global eth0
 `;
     assert.deepEqual(deletionTimes(log, '192.0.2.10'), [Date.parse('2026-12-01T17:04:40.123Z') + 0.006]);
+  });
+
+  it('reads link-down events from `ip -ts monitor link`, not the ups', () => {
+    const log = `[2026-12-01T19:44:00.100000] 2: eth0@if7: <BROADCAST,MULTICAST> mtu 1500 qdisc noqueue state DOWN group default
+    link/ether 5a:1b:2c:3d:4e:5f brd ff:ff:ff:ff:ff:ff
+[2026-12-01T19:44:09.000000] 2: eth0@if7: <BROADCAST,MULTICAST,UP> mtu 1500 qdisc noqueue state DOWN group default
+[2026-12-01T19:44:09.200000] 2: eth0@if7: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP group default
+[2026-12-01T19:45:00.000250] 2: eth0@if7: <BROADCAST,MULTICAST> mtu 1500 qdisc noqueue state DOWN group default
+`;
+    assert.deepEqual(linkDownTimes(log), [Date.parse('2026-12-01T19:44:00.100Z'), Date.parse('2026-12-01T19:45:00.000Z') + 0.25]);
   });
 
   it('the prober refuses bad arguments', () => {
