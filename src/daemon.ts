@@ -9,11 +9,12 @@ import { buildApiServer } from './api/server.js';
 import { loadConfig } from './config/load.js';
 import { summarizeConfig } from './config/summary.js';
 import type { Config, LogLevel } from './config/types.js';
-import { daemonApiState } from './daemon/api-state.js';
+import { daemonApiState, withHealth } from './daemon/api-state.js';
 import { DesiredOnlyDataPlane, type DataPlane } from './daemon/dataplane.js';
 import { Metrics } from './daemon/metrics.js';
 import { desiredState } from './model/desired.js';
 import type { DesiredState } from './model/types.js';
+import { DrPathKernel, HealthMonitor, type BackendsChange } from './health/index.js';
 import { DurableIpam } from './store/allocator.js';
 import { LedgerError } from './store/errors.js';
 import { createLogger, type Logger } from './util/log.js';
@@ -112,7 +113,29 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     },
   });
 
+  // Events on a Service when its last healthy backend goes and when one returns, from the host that carries
+  // the traffic (the VRRP master of the VIP's group), so LB hosts do not report the same thing twice.
+  const recordBackends = (changes: BackendsChange[]) => {
+    const groups = config.vrrp.enabled ? new Map(dataPlane.vrrp().map((g) => [g.name, g.state])) : undefined;
+    for (const c of changes) {
+      if (groups && groups.get(c.vrrpGroup ?? '') !== 'MASTER') continue;
+      const [ns, name] = c.service.split('/') as [string, string];
+      const svc = cluster.services.get(ns, name);
+      if (svc?.metadata?.uid === c.serviceUid) void events.record(svc, c.healthy ? 'HealthyBackends' : 'NoHealthyBackends', c.message);
+    }
+  };
+  const health = new HealthMonitor({
+    config: () => config, log, onChange: () => recomputeDesired(), onBackends: recordBackends,
+    onProbe: (kind, outcome) => metrics.healthProbeSeconds.observe({ kind }, outcome.latencyMs / 1000),
+  });
+
   function computeDesired(): DesiredState {
+    const candidates = computeCandidates();
+    health.setCandidates(candidates.virtualServices);
+    return health.apply(candidates);
+  }
+
+  function computeCandidates(): DesiredState {
     const allocations = new Map<string, { address: string; pool: string }[]>();
     for (const uid of ipam.ipam.uids()) allocations.set(uid, ipam.ipam.allocationsOf(uid).map((a) => ({ address: a.address, pool: a.pool })));
     return desiredState({
@@ -122,11 +145,13 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     });
   }
 
+  const healthOf = (node: string, vsKey: string) => health.view(node, vsKey);
   const metrics = new Metrics({
     pools: () => ipam.ipam.poolStats(),
     kubernetes: () => ({ connected: cluster.connected, leader: elector.status.leader, watchRestarts: cluster.stats.reduce((n, s) => n + s.watchRestarts, 0), errors: cluster.stats.reduce((n, s) => n + s.errors, 0) }),
     vrrp: () => dataPlane.vrrp().map((g) => ({ group: g.name, state: g.state, transitions: g.transitions })),
-    virtualServices: async () => (await dataPlane.virtualServices()).map((v) => ({ ...v, service: v.service ?? '' })),
+    virtualServices: async () => withHealth(await dataPlane.virtualServices(), healthOf).map((v) => ({ ...v, service: v.service ?? '' })),
+    health: () => health.stats(),
   });
 
   const reload = async (): Promise<{ ok: true; summary: string } | { ok: false; problems: string[] }> => {
@@ -164,6 +189,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
           return dataPlane.reconcileNow();
         },
         reload, problemsOf: (s) => problems.get(s) ?? [],
+        realServerHealth: healthOf, extraMessages: () => health.problems(),
       }),
       token, listen: config.api.listen, tls: config.api.tls,
     });
@@ -178,6 +204,15 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   }
 
   await dataPlane.start();
+  if (o.makeDataPlane) {
+    // The DR path check and drain detection need the kernel; without it drains end by their grace period.
+    try {
+      health.attachKernel(await DrPathKernel.open({ config: () => config, log }));
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'no DR path check: IPVS not reachable for the health checker');
+    }
+  }
+  health.start();
   cluster.start();
   elector.start();
   const expireTimer = setInterval(() => {
@@ -222,6 +257,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   log.debug('watches stopped');
   await api.close();
   log.debug('API closed');
+  await health.stop();
   await dataPlane.stop();
   ipam.close();
   log.info('stopped');

@@ -32,8 +32,24 @@ export interface RealServerView {
   weight: number;
   state: string;
   health: 'up' | 'down' | 'unknown';
+  /** The probes behind `health` (docs/health.md), when health checking is on for the Service. */
+  checks?: HealthCheckView[];
   activeConnections?: number;
   inactiveConnections?: number;
+}
+
+export interface HealthCheckView {
+  /** kube-proxy (node health port), service (healthCheckNodePort), dr (path through the VIP), dr-node (the node accepts no VIP traffic). */
+  kind: 'kube-proxy' | 'service' | 'dr' | 'dr-node';
+  target: string;
+  state: 'up' | 'down' | 'unknown';
+  since: string | null;
+  consecutiveSuccesses: number;
+  consecutiveFailures: number;
+  lastError: string | null;
+  lastCheck: string | null;
+  /** Held down by flap damping until about then. */
+  suppressedUntil: string | null;
 }
 
 export interface VirtualServiceView {

@@ -1,5 +1,5 @@
 // The daemon's implementation of the API's read and action surface, over its live parts.
-import type { AllocationRow, ApiState, AuditPage, HealthView, PoolUsage, ServiceView } from '../api/state.js';
+import type { AllocationRow, ApiState, AuditPage, HealthCheckView, HealthView, PoolUsage, RealServerView, ServiceView, VirtualServiceView } from '../api/state.js';
 import type { Config } from '../config/types.js';
 import type { Allocation } from '../ipam/types.js';
 import type { DurableIpam } from '../store/allocator.js';
@@ -16,6 +16,23 @@ export interface DaemonParts {
   reconcile: () => Promise<ReconcileResult>;
   reload: () => Promise<{ ok: true; summary: string } | { ok: false; problems: string[] }>;
   problemsOf: (service: string) => string[];
+  /** Probe verdicts of a real server (src/health); absent: health stays 'unknown'. */
+  realServerHealth?: (node: string, vsKey: string) => { health: RealServerView['health']; checks: HealthCheckView[] };
+  /** More reasons for /readyz messages (the health checker's). */
+  extraMessages?: () => string[];
+}
+
+/** The kernel's views with each real server's probe verdict filled in. */
+export function withHealth(views: VirtualServiceView[], healthOf: DaemonParts['realServerHealth']): VirtualServiceView[] {
+  if (!healthOf) return views;
+  return views.map((v) => ({
+    ...v,
+    realServers: v.realServers.map((r) => {
+      if (!r.node) return r;
+      const h = healthOf(r.node, v.key);
+      return { ...r, health: h.health, checks: h.checks };
+    }),
+  }));
 }
 
 export function allAllocations(ipam: DurableIpam): Allocation[] {
@@ -64,10 +81,10 @@ export function daemonApiState(p: DaemonParts): ApiState {
       if (!svc || allocations.length === 0) return undefined;
       const id = `${namespace}/${name}`;
       const orphans = orphanedSet();
-      const vss = (await p.dataPlane.virtualServices()).filter((v) => v.service === id);
+      const vss = withHealth((await p.dataPlane.virtualServices()).filter((v) => v.service === id), p.realServerHealth);
       return { namespace, name, allocations: allocations.map((a) => row(a, orphans)), virtualServices: vss, problems: p.problemsOf(id) };
     },
-    virtualServices: () => p.dataPlane.virtualServices(),
+    virtualServices: async () => withHealth(await p.dataPlane.virtualServices(), p.realServerHealth),
     vrrp: () => p.dataPlane.vrrp(),
     events(page): AuditPage {
       const rows = p.ipam.ledger.audit({ limit: page.limit, beforeId: page.before });
@@ -79,7 +96,7 @@ export function daemonApiState(p: DaemonParts): ApiState {
     health(): HealthView {
       const dp = p.dataPlane.health();
       const kubernetes = p.cluster.connected;
-      const messages = [...dp.messages];
+      const messages = [...dp.messages, ...(p.extraMessages?.() ?? [])];
       if (!kubernetes) {
         const errs = p.cluster.stats.filter((s) => !s.connected).map((s) => `${s.kind}: ${s.lastError ?? 'not connected yet'}`);
         messages.push(`Kubernetes API unreachable, serving the last programmed state (fail static): ${errs.join('; ')}`);

@@ -6,7 +6,16 @@ export interface MetricSources {
   pools: () => Array<{ name: string; size: bigint; used: number; orphaned: number; quarantined: number }>;
   kubernetes: () => { connected: boolean; leader: boolean; watchRestarts: number; errors: number };
   vrrp: () => Array<{ group: string; state: string; transitions: number }>;
-  virtualServices: () => Promise<Array<{ vip: string; protocol: string; port: number; service: string; stats?: { connections: number; packetsIn: number; packetsOut: number; bytesIn: number; bytesOut: number; cps: number }; realServers: Array<{ address: string; node: string; weight: number; activeConnections?: number; inactiveConnections?: number }> }>>;
+  virtualServices: () => Promise<Array<{ vip: string; protocol: string; port: number; service: string; stats?: { connections: number; packetsIn: number; packetsOut: number; bytesIn: number; bytesOut: number; cps: number }; realServers: Array<{ address: string; node: string; weight: number; health?: string; activeConnections?: number; inactiveConnections?: number }> }>>;
+  /** The health checker's counts (src/health). */
+  health?: () => {
+    targets: Record<string, Record<string, number>>;
+    probes: Record<string, { success: number; failure: number; inconclusive: number }>;
+    inFlight: number;
+    late: number;
+    draining: number;
+    removed: number;
+  };
 }
 
 const VRRP_STATES = ['INIT', 'BACKUP', 'MASTER', 'FAULT', 'STOP'];
@@ -20,6 +29,7 @@ export class Metrics {
   readonly apiErrors: Counter;
   readonly allocations: Counter;
   readonly decisionSeconds: Histogram;
+  readonly healthProbeSeconds: Histogram;
 
   constructor(src: MetricSources) {
     const r = this.registry;
@@ -44,6 +54,31 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5], registers: [r],
     });
     this.allocations = new Counter({ name: 'ipvs_lb_allocation_changes_total', help: 'allocation changes written to the ledger', labelNames: ['kind'], registers: [r] });
+    this.healthProbeSeconds = new Histogram({
+      name: 'ipvs_lb_health_probe_duration_seconds', help: 'time of one health probe until its answer or timeout, by kind (kube-proxy, service, dr)',
+      labelNames: ['kind'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [r],
+    });
+    if (src.health) {
+      const health = src.health;
+      new Counter({ name: 'ipvs_lb_health_probes_total', help: 'health probes by kind and result (inconclusive: this host could not probe)', labelNames: ['kind', 'result'], registers: [r], collect() {
+        this.reset();
+        for (const [kind, c] of Object.entries(health().probes)) for (const [result, n] of Object.entries(c)) this.inc({ kind, result }, n);
+      } });
+      new Gauge({ name: 'ipvs_lb_health_targets', help: 'probe targets by kind and state (dr: (node, virtual service) units; unknown: not probed recently)', labelNames: ['kind', 'state'], registers: [r], collect() {
+        this.reset();
+        for (const [kind, st] of Object.entries(health().targets)) for (const [state, n] of Object.entries(st)) this.set({ kind, state }, n);
+      } });
+      new Gauge({ name: 'ipvs_lb_health_probes_in_flight', help: 'health probes running now (bounded by healthCheck.maxConcurrentProbes)', registers: [r], collect() { this.set(health().inFlight); } });
+      new Counter({ name: 'ipvs_lb_health_probes_late_total', help: 'probes started more than an interval after they were due (concurrency bound too small)', registers: [r], collect() {
+        this.reset();
+        this.inc(health().late);
+      } });
+      new Gauge({ name: 'ipvs_lb_health_real_servers', help: 'real servers taken out by health checks: draining (weight 0) or removed', labelNames: ['phase'], registers: [r], collect() {
+        const h = health();
+        this.set({ phase: 'draining' }, h.draining);
+        this.set({ phase: 'removed' }, h.removed);
+      } });
+    }
 
     new Gauge({ name: 'ipvs_lb_kubernetes_connected', help: '1 while every watch is established (0: fail static)', registers: [r], collect() { this.set(src.kubernetes().connected ? 1 : 0); } });
     new Gauge({ name: 'ipvs_lb_leader', help: '1 on the LB host that holds the allocator Lease', registers: [r], collect() { this.set(src.kubernetes().leader ? 1 : 0); } });
@@ -72,6 +107,7 @@ export class Metrics {
       active: new Gauge({ name: 'ipvs_lb_real_server_active_connections', help: 'established connections', labelNames: rsLabels, registers: [r] }),
       inactive: new Gauge({ name: 'ipvs_lb_real_server_inactive_connections', help: 'other connections', labelNames: rsLabels, registers: [r] }),
       weight: new Gauge({ name: 'ipvs_lb_real_server_weight', help: 'IPVS weight (0: draining)', labelNames: rsLabels, registers: [r] }),
+      healthy: new Gauge({ name: 'ipvs_lb_real_server_healthy', help: 'health check verdict: 1 up, 0 down (absent: not probed)', labelNames: rsLabels, registers: [r] }),
     };
     new Gauge({ name: 'ipvs_lb_virtual_services', help: 'virtual services programmed', registers: [r], async collect() {
       const list = await src.virtualServices();
@@ -90,6 +126,7 @@ export class Metrics {
         for (const s of v.realServers) {
           const rl = { ...l, real_server: s.address, node: s.node };
           rs.weight.set(rl, s.weight);
+          if (s.health === 'up' || s.health === 'down') rs.healthy.set(rl, s.health === 'up' ? 1 : 0);
           if (s.activeConnections !== undefined) rs.active.set(rl, s.activeConnections);
           if (s.inactiveConnections !== undefined) rs.inactive.set(rl, s.inactiveConnections);
         }

@@ -5,7 +5,7 @@ import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node
 import type { Config, Forwarding, Scheduler } from '../config/types.js';
 import { canonicalIp, parseIp } from '../ipam/address.js';
 import { matchesSelector } from '../util/labels.js';
-import { forwardingAnnotation, schedulerAnnotation } from './annotations.js';
+import { forwardingAnnotation, healthCheckAnnotations, schedulerAnnotation } from './annotations.js';
 import {
   virtualServiceKey,
   type DesiredRealServer, type DesiredState, type DesiredVirtualService, type ModelProblem, type Protocol,
@@ -28,7 +28,7 @@ export interface ModelInputs {
   endpointSlices: readonly V1EndpointSlice[];
   /** Service UID → its addresses, as recorded in the ledger. */
   allocations: ReadonlyMap<string, readonly AllocatedAddress[]>;
-  config: Pick<Config, 'forwarding' | 'scheduler' | 'pools' | 'backends'>;
+  config: Pick<Config, 'forwarding' | 'scheduler' | 'pools' | 'backends'> & { healthCheck?: Pick<Config['healthCheck'], 'intervalSeconds' | 'timeoutSeconds'> };
   /** Milliseconds since the epoch; drain grace periods are measured against it. */
   now: number;
   /** Probe verdicts: 'down' drains the node for that virtual service; undefined means not probed (yet). */
@@ -127,6 +127,8 @@ export function desiredState(inputs: ModelInputs): DesiredState {
     if (sched.problem) problems.push({ service: id, reason: 'InvalidAnnotation', message: sched.problem });
     const fwd = forwardingAnnotation(annotations);
     if (fwd.problem) problems.push({ service: id, reason: 'InvalidAnnotation', message: fwd.problem });
+    const hc = healthCheckAnnotations(annotations, inputs.config.healthCheck ?? { intervalSeconds: 2, timeoutSeconds: 1 });
+    for (const message of hc.problems) problems.push({ service: id, reason: 'InvalidAnnotation', message });
 
     const local = svc.spec?.externalTrafficPolicy === 'Local';
     const localCounts = local ? localEndpointCounts(inputs.endpointSlices, svc.metadata?.namespace ?? '', svc.metadata?.name ?? '') : undefined;
@@ -190,6 +192,7 @@ export function desiredState(inputs: ModelInputs): DesiredState {
           service: id, serviceUid: uid, pool: alloc.pool,
           vrrpGroup: inputs.vrrpGroupOf?.(vip, alloc.pool) ?? pool?.vrrpGroup,
           realServers,
+          health: { trafficPolicy: local ? 'Local' : 'Cluster', healthCheckNodePort: svc.spec?.healthCheckNodePort ?? undefined, overrides: hc.value },
         });
       }
     }
