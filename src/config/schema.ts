@@ -288,7 +288,7 @@ export function parseConfig(raw: unknown, source = '(inline)'): ParseResult {
   const flapDamping = {
     enabled: fd.boolean('enabled', true),
     halfLifeSeconds: fd.number('halfLifeSeconds', { default: 60, min: 1, max: 86400 })!,
-    suppressThreshold: fd.number('suppressThreshold', { default: 3, min: 1, max: 100 })!,
+    suppressThreshold: fd.number('suppressThreshold', { default: 2.5, min: 1, max: 100 })!,
     reuseThreshold: fd.number('reuseThreshold', { default: 1, min: 0.01, max: 100 })!,
     maxSuppressSeconds: fd.integer('maxSuppressSeconds', { default: 600, min: 1, max: 86400 })!,
   };
