@@ -11,8 +11,11 @@ const USER_AGENT = `ipvs-lb/${version} (health check)`;
 /** Enough of a body to tell an answer from a hang; kube-proxy's is under 300 bytes. */
 const MAX_BODY = 4096;
 
-// Errors of this host rather than of the target: such a probe says nothing about the node.
-const LOCAL_ERRORS = new Set(['EADDRINUSE', 'EADDRNOTAVAIL', 'EMFILE', 'ENFILE', 'ENOBUFS', 'EPERM', 'EACCES', 'ENETUNREACH', 'ENOMEM']);
+// Errors of this host rather than of the target: such a probe says nothing about the node. Not ENETUNREACH
+// or EHOSTUNREACH: an IPv6 node without a route to a VIP answers a DR probe with ICMPv6 "no route", which
+// the socket reports as ENETUNREACH, and that is the node's verdict. (A host that cannot route towards the
+// VIPs at all fails every node at once, which the monitor recognises as its own fault.)
+const LOCAL_ERRORS = new Set(['EADDRINUSE', 'EADDRNOTAVAIL', 'EMFILE', 'ENFILE', 'ENOBUFS', 'EPERM', 'EACCES', 'ENOMEM']);
 
 function describe(err: NodeJS.ErrnoException): string {
   switch (err.code) {
@@ -22,6 +25,8 @@ function describe(err: NodeJS.ErrnoException): string {
       return 'connection reset';
     case 'EHOSTUNREACH':
       return 'host unreachable';
+    case 'ENETUNREACH':
+      return 'network unreachable';
     default:
       return err.code ? `${err.code}: ${err.message}` : err.message;
   }
