@@ -204,6 +204,8 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   }
 
   await dataPlane.start();
+  // Probing steers traffic, so it runs only with a data plane that carries some: a --no-kernel daemon
+  // sends no probe at all.
   if (o.makeDataPlane) {
     // The DR path check and drain detection need the kernel; without it drains end by their grace period.
     try {
@@ -211,8 +213,8 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'no DR path check: IPVS not reachable for the health checker');
     }
+    health.start();
   }
-  health.start();
   cluster.start();
   elector.start();
   const expireTimer = setInterval(() => {

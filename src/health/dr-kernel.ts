@@ -182,8 +182,8 @@ export class DrPathKernel {
     for (const [node, slot] of Object.entries(slots)) {
       const lane = lanes.get(node)!;
       for (const f of [4, 6] as const) {
-        const u = lane.units.find((x) => x.family === f);
-        if (u) want.set(`${d.fwmarkBase + slot}/${f}`, { mark: d.fwmarkBase + slot, family: f, address: u.nodeAddress });
+        const address = lane.addresses[f];
+        if (address) want.set(`${d.fwmarkBase + slot}/${f}`, { mark: d.fwmarkBase + slot, family: f, address });
       }
     }
     const owned = new Set(this.record.services);

@@ -9,11 +9,11 @@
 // a verdict too: `fall` consecutive DR failures on the node that span min(3, its VIPs) distinct VIPs mean the
 // node does not accept VIP traffic (one VIP missing on it fails only that VIP's units); `rise` consecutive
 // successes clear it. Pure.
-import { settled, type CheckState } from './state.js';
-import type { DrLane, DrUnit, Status } from './types.js';
+import type { DesiredVirtualService } from '../model/types.js';
+import { NODE_VERDICT_VIPS } from './plan.js';
+import { pairKey, type DrLane, type DrUnit, type Policy, type Status } from './types.js';
 
-/** Distinct VIPs a failure streak must span before the whole node is judged. */
-export const NODE_VERDICT_VIPS = 3;
+export { NODE_VERDICT_VIPS };
 
 export interface LaneState {
   /** Next sweep position (index into the lane's units). */
@@ -31,37 +31,49 @@ export const initialLaneState = (): LaneState => ({
   node: { status: 'unknown', since: 0, lastError: undefined },
 });
 
+/** The unit of one of the lane's virtual services (made only when it is probed or shown). */
+export function unitOf(lane: DrLane, vs: DesiredVirtualService, policy: Policy): DrUnit | undefined {
+  const nodeAddress = lane.addresses[vs.family];
+  if (nodeAddress === undefined) return undefined;
+  return { key: pairKey(lane.node, vs.key), node: lane.node, nodeAddress, vsKey: vs.key, vip: vs.vip, family: vs.family, port: vs.port, policy };
+}
+
 /**
- * The units to probe this interval: failing ones first (at most budget - 1 when others remain, so the sweep
- * always moves on), then the sweep.
+ * The units to probe this interval: the focused ones (failing or down) first, at most budget - 1 when
+ * others remain so that the sweep always moves on, then the sweep. `focused` are the node's units that are
+ * not settled up, as the caller tracks them.
  */
-export function pickUnits(lane: DrLane, ls: LaneState, states: (key: string) => CheckState | undefined, budget: number): DrUnit[] {
-  const n = lane.units.length;
-  if (n === 0) return [];
-  if (n <= budget) return [...lane.units];
-  const focused: DrUnit[] = [];
-  for (const u of lane.units) {
-    const s = states(u.key);
-    if (s && !settled(s)) focused.push(u);
-  }
+export function pickUnits(lane: DrLane, ls: LaneState, focused: readonly DrUnit[], budget: number, policyOf: (vs: DesiredVirtualService) => Policy | undefined): DrUnit[] {
+  const n = lane.vss.length;
   const picked: DrUnit[] = [];
-  const taken = new Set<string>();
-  const focusBudget = Math.min(focused.length, budget - 1);
-  for (let i = 0; i < focusBudget; i++) {
-    const u = focused[(ls.focusCursor + i) % focused.length]!;
-    picked.push(u);
-    taken.add(u.key);
+  const add = (vs: DesiredVirtualService) => {
+    const p = policyOf(vs);
+    const u = p ? unitOf(lane, vs, p) : undefined;
+    if (u) picked.push(u);
+  };
+  if (n === 0) return picked;
+  if (n <= budget) {
+    for (const vs of lane.vss) add(vs);
+    return picked;
   }
-  if (focused.length > 0) ls.focusCursor = (ls.focusCursor + focusBudget) % focused.length;
+  const taken = new Set<string>();
+  const current = focused.filter((u) => u.node === lane.node);
+  const focusBudget = Math.min(current.length, budget - 1);
+  for (let i = 0; i < focusBudget; i++) {
+    const u = current[(ls.focusCursor + i) % current.length]!;
+    picked.push(u);
+    taken.add(u.vsKey);
+  }
+  if (current.length > 0) ls.focusCursor = (ls.focusCursor + focusBudget) % current.length;
   let steps = 0;
   if (ls.cursor >= n) ls.cursor = 0;
   while (picked.length < budget && steps < n) {
-    const u = lane.units[ls.cursor]!;
+    const vs = lane.vss[ls.cursor]!;
     ls.cursor = (ls.cursor + 1) % n;
     steps++;
-    if (taken.has(u.key)) continue;
-    picked.push(u);
-    taken.add(u.key);
+    if (taken.has(vs.key)) continue;
+    taken.add(vs.key);
+    add(vs);
   }
   return picked;
 }

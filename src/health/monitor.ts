@@ -84,7 +84,8 @@ const LANE = 'd:';
 export class HealthMonitor {
   private plan: ProbePlan = { http: new Map(), lanes: new Map(), vs: new Map() };
   private readonly http = new Map<string, HttpEntry>();
-  private readonly dr = new Map<string, CheckState>();
+  /** DR unit states worth keeping (failing, down, or with a damping history), by unit key. */
+  private readonly dr = new Map<string, { state: CheckState; unit: DrUnit }>();
   private readonly lanes = new Map<string, LaneState>();
   private readonly laneOkAt = new Map<string, number>();
   private readonly scheduler = new ProbeScheduler();
@@ -154,6 +155,7 @@ export class HealthMonitor {
 
   /** The candidate virtual services (model output before health): what is probed follows them. */
   setCandidates(vss: readonly DesiredVirtualService[]): void {
+    if (!this.running) return;
     const hc = this.hc;
     this.candidates = new Map(vss.map((v) => [v.key, v]));
     const drOn = hc.enabled && hc.drPathCheck && this.kernel !== undefined;
@@ -178,7 +180,7 @@ export class HealthMonitor {
       for (const node of [...this.lanes.keys()]) if (!this.plan.lanes.has(node)) this.lanes.delete(node);
       for (const key of [...this.dr.keys()]) {
         const [node, vsKey] = splitPair(key);
-        if (!this.plan.lanes.has(node) || !this.plan.vs.get(vsKey)?.dr) this.dr.delete(key);
+        if (!this.plan.lanes.has(node) || !this.plan.vs.get(vsKey)?.dr || !this.candidates.has(vsKey)) this.dr.delete(key);
       }
       const targets: Array<{ key: string; intervalMs: number }> = [];
       for (const t of this.plan.http.values()) targets.push({ key: HTTP + t.key, intervalMs: t.intervalMs });
@@ -204,7 +206,7 @@ export class HealthMonitor {
       return;
     }
     this.drWasOn = true;
-    const sig = [...this.plan.lanes.values()].map((l) => `${l.node}=${[...new Set(l.units.map((u) => u.nodeAddress))].join(',')}`).sort().join(' ');
+    const sig = [...this.plan.lanes.values()].map((l) => `${l.node}=${l.addresses[4] ?? ''},${l.addresses[6] ?? ''}`).sort().join(' ');
     const now = this.now();
     if (sig === this.laneSignature && now - this.kernelSyncAt < 30_000) return;
     this.laneSignature = sig;
@@ -292,7 +294,11 @@ export class HealthMonitor {
     }
     let ls = this.lanes.get(node);
     if (!ls) this.lanes.set(node, (ls = initialLaneState()));
-    const picked = pickUnits(lane, ls, (key) => this.dr.get(key), this.hc.drPath.probesPerNode);
+    const focused: DrUnit[] = [];
+    if (lane.vss.length > this.hc.drPath.probesPerNode) {
+      for (const e of this.dr.values()) if (e.unit.node === node && !settled(e.state)) focused.push(e.unit);
+    }
+    const picked = pickUnits(lane, ls, focused, this.hc.drPath.probesPerNode, (vs) => this.plan.vs.get(vs.key)?.policy);
     let pending = 0;
     const finishOne = () => {
       if (--pending === 0) {
@@ -321,11 +327,11 @@ export class HealthMonitor {
     this.count('dr', outcome);
     if (outcome.inconclusive || !this.plan.lanes.has(lane.node)) return;
     const now = this.now();
-    const prev = this.dr.get(unit.key) ?? initialState();
+    const prev = this.dr.get(unit.key)?.state ?? initialState();
     const next = observe(prev, outcome, now, unit.policy);
     // Settled healthy units without a damping history are forgotten: at scale they are most of them.
     if (settled(next) && next.flaps === 0 && next.penalty < 0.01) this.dr.delete(unit.key);
-    else this.dr.set(unit.key, next);
+    else this.dr.set(unit.key, { state: next, unit });
     if (outcome.ok) this.laneOkAt.set(lane.node, now);
     let ls = this.lanes.get(lane.node);
     if (!ls) this.lanes.set(lane.node, (ls = initialLaneState()));
@@ -375,7 +381,7 @@ export class HealthMonitor {
       if (s?.status === 'down') reasons.push(`${node}: ${p.httpKind === 'kube-proxy' ? 'kube-proxy' : 'healthCheckNodePort'} ${e!.target.address}:${e!.target.port}${e!.target.path}: ${s.suppressed && s.lastOk ? 'held down after flapping' : (s.lastError ?? 'failing')}`);
     }
     if (p.dr && this.drFamilies.has(vs.family) && !this.drSuspect()) {
-      const s = this.dr.get(pairKey(node, vs.key));
+      const s = this.dr.get(pairKey(node, vs.key))?.state;
       if (s?.status === 'down') reasons.push(`${node}: DR path via ${vs.vip}:${vs.port}: ${s.suppressed && s.lastOk ? 'held down after flapping' : (s.lastError ?? 'failing')}`);
       const ls = this.lanes.get(node);
       if (ls?.node.status === 'down') reasons.push(`${node}: does not accept VIP traffic (${ls.node.lastError ?? 'DR path check'})`);
@@ -388,14 +394,14 @@ export class HealthMonitor {
     for (const e of this.http.values()) {
       for (const s of e.states.values()) if (s.status === 'down') out.add(e.target.node);
     }
-    for (const [key, s] of this.dr) if (s.status === 'down') out.add(splitPair(key)[0]);
+    for (const e of this.dr.values()) if (e.state.status === 'down') out.add(e.unit.node);
     for (const [node, ls] of this.lanes) if (ls.node.status === 'down') out.add(node);
     return out;
   }
 
   /** The candidates with verdicts applied: failed nodes at weight 0, then removed; Events on transitions. */
   apply(candidates: DesiredState): DesiredState {
-    if (!this.hc.enabled) {
+    if (!this.running || !this.hc.enabled) {
       this.lifecycle.clear();
       return candidates;
     }
@@ -475,7 +481,7 @@ export class HealthMonitor {
         checks.push(fromState(p.httpKind, target, e?.states.get(p.policy.key)));
       }
       if (p.dr && this.kernel) {
-        const s = this.dr.get(pairKey(node, vsKey));
+        const s = this.dr.get(pairKey(node, vsKey))?.state;
         const ls = this.lanes.get(node);
         // A forgotten settled unit passed its last probe: report it up while its node accepts VIP traffic.
         const shown: CheckState | undefined = s ?? (ls && ls.node.status === 'up' ? { ...initialState(), status: 'up', since: ls.node.since } : undefined);
@@ -504,12 +510,12 @@ export class HealthMonitor {
       targets[e.target.kind][st]++;
     }
     let units = 0;
-    for (const l of this.plan.lanes.values()) units += l.units.length;
+    for (const l of this.plan.lanes.values()) units += l.vss.length;
     let down = 0;
     let tracked = 0;
-    for (const s of this.dr.values()) {
+    for (const e of this.dr.values()) {
       tracked++;
-      if (s.status === 'down') down++;
+      if (e.state.status === 'down') down++;
     }
     targets.dr.down = down;
     targets.dr.up = tracked - down;
@@ -526,7 +532,7 @@ export class HealthMonitor {
   /** Probes per interval the current plan asks for (HTTP targets plus the DR budget), for the bench. */
   probesPerInterval(): { http: number; dr: number } {
     let dr = 0;
-    for (const l of this.plan.lanes.values()) dr += Math.min(l.units.length, this.hc.drPath.probesPerNode);
+    for (const l of this.plan.lanes.values()) dr += Math.min(l.vss.length, this.hc.drPath.probesPerNode);
     return { http: this.plan.http.size, dr };
   }
 }

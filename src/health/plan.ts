@@ -4,7 +4,10 @@
 import type { HealthCheckConfig } from '../config/types.js';
 import type { HealthCheckOverrides } from '../model/annotations.js';
 import type { DesiredVirtualService } from '../model/types.js';
-import { httpTargetKey, pairKey, type DrLane, type DrUnit, type HttpTarget, type Policy, type ProbePlan, type VsHealthPlan } from './types.js';
+import { httpTargetKey, type DrLane, type HttpTarget, type Policy, type ProbePlan, type VsHealthPlan } from './types.js';
+
+/** Distinct VIPs a failure streak must span before the whole node is judged (dr-lane.ts). */
+export const NODE_VERDICT_VIPS = 3;
 
 export const HEALTHZ_PATH = '/healthz';
 
@@ -43,7 +46,9 @@ export function planProbes(vss: readonly DesiredVirtualService[], o: PlanOptions
   // An HTTP target is per node, whatever family the virtual service has: prefer the node's IPv4 address,
   // since kube-proxy's health server listens on 0.0.0.0 by default.
   const v4Of = new Map<string, string>();
-  const vipsOf = new Map<string, Set<string>>();
+  // The kube-proxy target of a node, found without building its key for each of the node's Services.
+  const kubeProxyOf = new Map<string, HttpTarget>();
+  const lastVips = new Map<string, string[]>();
 
   for (const v of vss) {
     if (!v.health) continue;
@@ -71,11 +76,15 @@ export function planProbes(vss: readonly DesiredVirtualService[], o: PlanOptions
       // NotReady nodes leave by the model's own drain; probing them would only add noise.
       if (rs.state !== 'serving') continue;
       if (httpKind && httpPort !== undefined) {
-        const key = httpTargetKey(httpKind, rs.node, httpPort);
-        let t = http.get(key);
+        let t = httpKind === 'kube-proxy' ? kubeProxyOf.get(rs.node) : undefined;
         if (!t) {
-          t = { key, kind: httpKind, node: rs.node, address: rs.address, port: httpPort, path: HEALTHZ_PATH, policies: new Map(), intervalMs: policy.intervalMs, timeoutMs: policy.timeoutMs, consumers: 0 };
-          http.set(key, t);
+          const key = httpTargetKey(httpKind, rs.node, httpPort);
+          t = http.get(key);
+          if (!t) {
+            t = { key, kind: httpKind, node: rs.node, address: rs.address, port: httpPort, path: HEALTHZ_PATH, policies: new Map(), intervalMs: policy.intervalMs, timeoutMs: policy.timeoutMs, consumers: 0 };
+            http.set(key, t);
+          }
+          if (httpKind === 'kube-proxy') kubeProxyOf.set(rs.node, t);
         }
         if (!t.policies.has(policy.key)) {
           t.policies.set(policy.key, policy);
@@ -83,25 +92,34 @@ export function planProbes(vss: readonly DesiredVirtualService[], o: PlanOptions
           t.timeoutMs = Math.max(t.timeoutMs, policy.timeoutMs);
         }
         t.consumers++;
-        if (v.family === 4) v4Of.set(rs.node, rs.address);
+        if (v.family === 4 && !v4Of.has(rs.node)) v4Of.set(rs.node, rs.address);
       }
       if (dr) {
         let lane = lanes.get(rs.node);
-        if (!lane) lanes.set(rs.node, (lane = { node: rs.node, units: [], vipCount: 0, intervalMs: policy.intervalMs, timeoutMs: policy.timeoutMs }));
-        const unit: DrUnit = { key: pairKey(rs.node, v.key), node: rs.node, nodeAddress: rs.address, vsKey: v.key, vip: v.vip, family: v.family, port: v.port, policy };
-        lane.units.push(unit);
-        lane.intervalMs = Math.min(lane.intervalMs, policy.intervalMs);
-        lane.timeoutMs = Math.max(lane.timeoutMs, policy.timeoutMs);
-        let vips = vipsOf.get(rs.node);
-        if (!vips) vipsOf.set(rs.node, (vips = new Set()));
-        vips.add(v.vip);
+        if (!lane) {
+          lanes.set(rs.node, (lane = { node: rs.node, vss: [], addresses: {}, vipCount: 0, intervalMs: policy.intervalMs, timeoutMs: policy.timeoutMs }));
+          lastVips.set(rs.node, []);
+        }
+        lane.vss.push(v);
+        lane.addresses[v.family] ??= rs.address;
+        if (policy.intervalMs < lane.intervalMs) lane.intervalMs = policy.intervalMs;
+        if (policy.timeoutMs > lane.timeoutMs) lane.timeoutMs = policy.timeoutMs;
+        if (lane.vipCount < NODE_VERDICT_VIPS) {
+          const seen = lastVips.get(rs.node)!;
+          if (!seen.includes(v.vip)) {
+            seen.push(v.vip);
+            lane.vipCount++;
+          }
+        }
       }
     }
   }
   for (const t of http.values()) t.address = v4Of.get(t.node) ?? t.address;
   for (const lane of lanes.values()) {
-    lane.units.sort((a, b) => (a.vsKey < b.vsKey ? -1 : a.vsKey > b.vsKey ? 1 : 0));
-    lane.vipCount = vipsOf.get(lane.node)?.size ?? 0;
+    // The candidates come sorted by key; sort only if a caller passed them otherwise.
+    let sorted = true;
+    for (let i = 1; i < lane.vss.length && sorted; i++) if (lane.vss[i - 1]!.key > lane.vss[i]!.key) sorted = false;
+    if (!sorted) lane.vss.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
   return { http, lanes, vs };
 }

@@ -2,6 +2,7 @@
 // the desired state. Everything here is data; the decisions are in state.ts, plan.ts, dr-lane.ts and apply.ts.
 import type { FlapDampingConfig } from '../config/types.js';
 import type { Family } from '../ipam/address.js';
+import type { DesiredVirtualService } from '../model/types.js';
 
 /** kube-proxy's node health port (Cluster), a Service's healthCheckNodePort (Local), or the DR path check. */
 export type ProbeKind = 'kube-proxy' | 'service' | 'dr';
@@ -63,14 +64,20 @@ export interface DrUnit {
   policy: Policy;
 }
 
-/** The DR units of one node, probed under one per-node budget (dr-lane.ts). */
+/**
+ * The DR units of one node, probed under one per-node budget (dr-lane.ts). At 10,000 virtual services ×
+ * 100 nodes there are a million units, so a lane holds references to its virtual services and a unit object
+ * is made only for the few picked each interval.
+ */
 export interface DrLane {
   node: string;
-  /** Sorted by virtual service key, so the sweep order is stable. */
-  units: DrUnit[];
-  /** Distinct VIPs among the units. */
+  /** Its DR-checked virtual services, sorted by key (the sweep order). */
+  vss: DesiredVirtualService[];
+  /** The node's real-server address per family. */
+  addresses: { 4?: string; 6?: string };
+  /** Distinct VIPs among them, counted up to NODE_VERDICT_VIPS (all the node verdict needs). */
   vipCount: number;
-  /** The shortest interval among the units' policies. */
+  /** The shortest interval and the longest timeout among the units' policies. */
   intervalMs: number;
   timeoutMs: number;
 }

@@ -65,8 +65,8 @@ describe('health monitor', () => {
   it('probes each node\'s kube-proxy once per round for fifty Services, within the concurrency bound', async () => {
     const h = harness({ delayMs: 20 });
     const candidates: DesiredState = { virtualServices: Array.from({ length: 50 }, (_, i) => vs(i + 1)), problems: [] };
-    h.m.setCandidates(candidates.virtualServices);
     h.m.start();
+    h.m.setCandidates(candidates.virtualServices);
     try {
       await until('three rounds', () => ([...h.calls.values()].every((n) => n >= 3) && h.calls.size === 3 ? true : undefined));
       assert.deepEqual([...h.calls.keys()].sort(), NODES.map((n) => `kube-proxy|${n}|10256`));
@@ -80,8 +80,8 @@ describe('health monitor', () => {
   it('drains a failing node to weight 0 in every Service that relies on it, and serves it again after rise', async () => {
     const h = harness({ failing: new Set(['node-2']) });
     const candidates: DesiredState = { virtualServices: [vs(1), vs(2)], problems: [] };
-    h.m.setCandidates(candidates.virtualServices);
     h.m.start();
+    h.m.setCandidates(candidates.virtualServices);
     try {
       await until('node-2 drained', () => (weights(h.m.apply(candidates), 'TCP/192.0.2.1:80') === 'node-1/1 node-2/0 node-3/1' ? true : undefined));
       assert.equal(weights(h.m.apply(candidates), 'TCP/192.0.2.2:80'), 'node-1/1 node-2/0 node-3/1');
@@ -102,8 +102,8 @@ describe('health monitor', () => {
   it('reports the Service whose last healthy node goes, and again when one returns', async () => {
     const h = harness({ failing: new Set(NODES) });
     const candidates: DesiredState = { virtualServices: [vs(1, 'Local')], problems: [] };
-    h.m.setCandidates(candidates.virtualServices);
     h.m.start();
+    h.m.setCandidates(candidates.virtualServices);
     try {
       await until('no healthy node', () => (h.m.apply(candidates), h.changes.length > 0 ? true : undefined));
       assert.equal(h.changes[0]!.healthy, false);
@@ -130,8 +130,8 @@ describe('health monitor', () => {
     };
     const h = harness({ failing: new Set(['node-2']), kernel, config: config({ drPathCheck: false }) });
     const candidates: DesiredState = { virtualServices: [vs(1)], problems: [] };
-    h.m.setCandidates(candidates.virtualServices);
     h.m.start();
+    h.m.setCandidates(candidates.virtualServices);
     try {
       await until('node-2 removed', () => (weights(h.m.apply(candidates), 'TCP/192.0.2.1:80') === 'node-1/1 node-3/1' ? true : undefined));
       assert.ok(asked.includes('TCP/192.0.2.1:80'));
@@ -142,11 +142,19 @@ describe('health monitor', () => {
     }
   });
 
+  it('probes nothing and changes nothing before it is started (a --no-kernel daemon never starts it)', () => {
+    const h = harness({ failing: new Set(NODES) });
+    const candidates: DesiredState = { virtualServices: [vs(1)], problems: [] };
+    h.m.setCandidates(candidates.virtualServices);
+    assert.equal(h.m.apply(candidates), candidates);
+    assert.deepEqual(h.m.probesPerInterval(), { http: 0, dr: 0 });
+  });
+
   it('does nothing when health checking is off', async () => {
     const h = harness({ config: config({ enabled: false }), failing: new Set(NODES) });
     const candidates: DesiredState = { virtualServices: [vs(1)], problems: [] };
-    h.m.setCandidates(candidates.virtualServices);
     h.m.start();
+    h.m.setCandidates(candidates.virtualServices);
     try {
       await new Promise((r) => setTimeout(r, 300));
       assert.equal(h.calls.size, 0);

@@ -7,7 +7,7 @@ import { parseConfig } from '../../src/config/schema.js';
 import type { FlapDampingConfig } from '../../src/config/types.js';
 import { applyHealth, type Lifecycle } from '../../src/health/apply.js';
 import { backendTransitions } from '../../src/health/backends.js';
-import { initialLaneState, noteNodeResult, pickUnits } from '../../src/health/dr-lane.js';
+import { initialLaneState, noteNodeResult, pickUnits, unitOf } from '../../src/health/dr-lane.js';
 import { cidrsOf, rangeToCidrs, renderIptablesRules, renderNftRules } from '../../src/health/marks.js';
 import { planProbes, resolvePolicy } from '../../src/health/plan.js';
 import { ProbeScheduler } from '../../src/health/schedule.js';
@@ -194,7 +194,9 @@ describe('probe plan', () => {
 
   it('makes DR units only for TCP virtual services forwarded by DR', () => {
     const plan = planProbes([vs('TCP/192.0.2.1:80'), vs('UDP/192.0.2.1:53', { protocol: 'UDP' }), vs('TCP/192.0.2.3:80', { forwarding: 'tun' }), vs('TCP/192.0.2.4:80', { overrides: { drPath: false } })], { config: hc, drAvailable: true });
-    assert.deepEqual(plan.lanes.get('node-2')!.units.map((u) => u.vsKey), ['TCP/192.0.2.1:80']);
+    const l = plan.lanes.get('node-2')!;
+    assert.deepEqual(l.vss.map((v) => v.key), ['TCP/192.0.2.1:80']);
+    assert.deepEqual(l.addresses, { 4: '198.51.100.12' });
   });
 
   it('resolves annotations over the config', () => {
@@ -203,56 +205,56 @@ describe('probe plan', () => {
   });
 });
 
-function lane(units: number, vips = units): DrLane {
-  const list: DrUnit[] = Array.from({ length: units }, (_, i) => {
-    const vip = `192.0.2.${(i % vips) + 1}`;
-    const key = `TCP/${vip}:${8000 + i}`;
-    return { key: `node-1|${key}`, node: 'node-1', nodeAddress: '198.51.100.11', vsKey: key, vip, family: 4 as const, port: 8000 + i, policy: policy() };
-  }).sort((a, b) => (a.vsKey < b.vsKey ? -1 : 1));
-  return { node: 'node-1', units: list, vipCount: vips, intervalMs: 1000, timeoutMs: 500 };
+function lane(units: number, vips = units): { l: DrLane; units: DrUnit[] } {
+  const vssList = Array.from({ length: units }, (_, i) => vs(`TCP/192.0.2.${(i % vips) + 1}:${8000 + i}`)).sort((a, b) => (a.key < b.key ? -1 : 1));
+  const l: DrLane = { node: 'node-1', vss: vssList, addresses: { 4: '198.51.100.11' }, vipCount: Math.min(3, vips), intervalMs: 1000, timeoutMs: 500 };
+  return { l, units: vssList.map((v) => unitOf(l, v, policy())!) };
 }
+const pol = () => policy();
 
 describe('DR path budget per node', () => {
   it('checks every unit every interval when they fit the budget', () => {
-    const l = lane(3);
-    assert.equal(pickUnits(l, initialLaneState(), () => undefined, 4).length, 3);
+    const { l } = lane(3);
+    const picked = pickUnits(l, initialLaneState(), [], 4, pol);
+    assert.deepEqual(picked.map((u) => `${u.node} ${u.nodeAddress} ${u.vip}:${u.port}`), ['node-1 198.51.100.11 192.0.2.1:8000', 'node-1 198.51.100.11 192.0.2.2:8001', 'node-1 198.51.100.11 192.0.2.3:8002']);
   });
 
   it('sweeps a large node round-robin, a full round in units / budget intervals', () => {
-    const l = lane(10);
+    const { l } = lane(10);
     const ls = initialLaneState();
     const seen = new Set<string>();
-    for (let i = 0; i < 3; i++) for (const u of pickUnits(l, ls, () => undefined, 4)) seen.add(u.key);
+    for (let i = 0; i < 3; i++) for (const u of pickUnits(l, ls, [], 4, pol)) seen.add(u.key);
     assert.equal(seen.size, 10);
   });
 
   it('re-probes failing units every interval first, and still moves the sweep on', () => {
-    const l = lane(10);
+    const { l, units } = lane(10);
     const ls = initialLaneState();
-    const failing = l.units[6]!.key;
-    const states = (k: string) => (k === failing ? { ...initialState(), status: 'up' as const, failures: 1 } : undefined);
+    const failing = units[6]!;
+    const swept = new Set<string>();
     for (let i = 0; i < 5; i++) {
-      const picked = pickUnits(l, ls, states, 4).map((u) => u.key);
-      assert.equal(picked[0], failing);
+      const picked = pickUnits(l, ls, [failing], 4, pol).map((u) => u.key);
+      assert.equal(picked[0], failing.key);
       assert.equal(picked.length, 4);
       assert.equal(new Set(picked).size, 4);
+      for (const k of picked.slice(1)) swept.add(k);
     }
+    assert.equal(swept.size, 9, 'the sweep still reaches every other unit');
   });
 
   it('judges the whole node only when failures span several VIPs; one missing VIP fails only its own units', () => {
-    const l = lane(4, 2);
+    const { l, units } = lane(4, 2);
     const one = initialLaneState();
-    let changed = false;
     // VIP .1 fails, VIP .2 passes, interleaved as probes complete.
-    for (let i = 0; i < 10; i++) for (const u of l.units) changed = noteNodeResult(l, one, u, u.vip !== '192.0.2.1', 'timeout', T0 + i, 2, 3) || changed;
+    for (let i = 0; i < 10; i++) for (const u of units) noteNodeResult(l, one, u, u.vip !== '192.0.2.1', 'timeout', T0 + i, 2, 3);
     assert.notEqual(one.node.status, 'down');
     const all = initialLaneState();
-    for (let i = 0; i < 2; i++) for (const u of l.units) noteNodeResult(l, all, u, false, 'timeout', T0 + i, 2, 3);
+    for (let i = 0; i < 2; i++) for (const u of units) noteNodeResult(l, all, u, false, 'timeout', T0 + i, 2, 3);
     assert.equal(all.node.status, 'down');
     assert.match(all.node.lastError ?? '', /over 2 VIPs/);
-    noteNodeResult(l, all, l.units[0]!, true, undefined, T0 + 10, 2, 3);
+    noteNodeResult(l, all, units[0]!, true, undefined, T0 + 10, 2, 3);
     assert.equal(all.node.status, 'down', 'rise needs two successes');
-    noteNodeResult(l, all, l.units[1]!, true, undefined, T0 + 11, 2, 3);
+    noteNodeResult(l, all, units[1]!, true, undefined, T0 + 11, 2, 3);
     assert.equal(all.node.status, 'up');
   });
 });
