@@ -17,16 +17,24 @@ const serving = (v: DesiredVirtualService): number => v.realServers.filter((r) =
 
 /**
  * `prev` holds the last known answer per virtual service key; a virtual service seen for the first time is
- * taken to have been healthy, so one that starts without a healthy backend is reported too.
+ * taken to have been healthy, so one that starts without a healthy backend is reported too. One without any
+ * candidate node (no eligible node, no ready local endpoint yet, caches still filling at start-up) is not a
+ * health matter and changes nothing.
  */
 export function backendTransitions(
   prev: ReadonlyMap<string, boolean>,
   vss: readonly DesiredVirtualService[],
   reasonsOf: (vs: DesiredVirtualService) => string[],
+  candidatesOf: (vs: DesiredVirtualService) => number = (vs) => vs.realServers.length,
 ): { next: Map<string, boolean>; changes: BackendsChange[] } {
   const next = new Map<string, boolean>();
   const grouped = new Map<string, { vs: DesiredVirtualService; healthy: boolean; keys: string[]; reasons: string[]; count: number }>();
   for (const vs of vss) {
+    if (candidatesOf(vs) === 0) {
+      const was = prev.get(vs.key);
+      if (was !== undefined) next.set(vs.key, was);
+      continue;
+    }
     const n = serving(vs);
     const healthy = n > 0;
     next.set(vs.key, healthy);
@@ -47,8 +55,7 @@ export function backendTransitions(
       message = `${which}: traffic flows again (${e.count} healthy node${e.count === 1 ? '' : 's'})`;
     } else {
       const why = e.reasons.length > 0 ? `: ${e.reasons.slice(0, 5).join('; ')}${e.reasons.length > 5 ? `; and ${e.reasons.length - 5} more` : ''}` : '';
-      const none = e.reasons.length === 0 && e.vs.realServers.length === 0 ? 'no eligible node' : 'no healthy node';
-      message = `${which}: ${none}, new connections fail${why}`;
+      message = `${which}: no healthy node, new connections fail${why}`;
     }
     changes.push({ service: e.vs.service, serviceUid: e.vs.serviceUid, healthy: e.healthy, vsKeys: e.keys, vrrpGroup: e.vs.vrrpGroup, message: message.length > 1000 ? `${message.slice(0, 997)}...` : message });
   }

@@ -111,6 +111,7 @@ export class HealthMonitor {
   };
 
   private kernel: DrKernel | undefined;
+  private suspectNow: boolean | undefined;
 
   constructor(private readonly o: HealthMonitorOptions) {
     this.kernel = o.kernel;
@@ -380,7 +381,7 @@ export class HealthMonitor {
       const s = e?.states.get(p.policy.key);
       if (s?.status === 'down') reasons.push(`${node}: ${p.httpKind === 'kube-proxy' ? 'kube-proxy' : 'healthCheckNodePort'} ${e!.target.address}:${e!.target.port}${e!.target.path}: ${s.suppressed && s.lastOk ? 'held down after flapping' : (s.lastError ?? 'failing')}`);
     }
-    if (p.dr && this.drFamilies.has(vs.family) && !this.drSuspect()) {
+    if (p.dr && this.drFamilies.has(vs.family) && !(this.suspectNow ?? this.drSuspect())) {
       const s = this.dr.get(pairKey(node, vs.key))?.state;
       if (s?.status === 'down') reasons.push(`${node}: DR path via ${vs.vip}:${vs.port}: ${s.suppressed && s.lastOk ? 'held down after flapping' : (s.lastError ?? 'failing')}`);
       const ls = this.lanes.get(node);
@@ -406,6 +407,8 @@ export class HealthMonitor {
       return candidates;
     }
     const now = this.now();
+    // Once per pass, not once per real server.
+    this.suspectNow = this.drSuspect();
     const r = applyHealth(candidates, {
       verdict: (node, vs) => this.verdict(node, vs),
       suspectNodes: this.suspectNodes(),
@@ -414,11 +417,12 @@ export class HealthMonitor {
       now,
       graceMs: this.hc.drainGraceSeconds * 1000,
     });
+    this.suspectNow = undefined;
     this.lifecycle = r.lifecycle;
     for (const key of [...this.drained.keys()]) if (!this.lifecycle.has(key)) this.drained.delete(key);
     clearTimeout(this.deadlineTimer);
     if (r.nextDeadline !== undefined && this.running) this.deadlineTimer = setTimeout(() => this.o.onChange(), Math.max(10, r.nextDeadline - now + 10));
-    const t = backendTransitions(this.healthyBackends, r.desired.virtualServices, (vs) => this.reasonsOf(vs));
+    const t = backendTransitions(this.healthyBackends, r.desired.virtualServices, (vs) => this.reasonsOf(vs), (vs) => this.candidates.get(vs.key)?.realServers.length ?? 0);
     this.healthyBackends = t.next;
     if (t.changes.length > 0) this.o.onBackends?.(t.changes);
     return r.desired;

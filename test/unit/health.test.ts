@@ -319,6 +319,14 @@ describe('Events on the last healthy backend', () => {
     assert.deepEqual(back.changes.map((c) => `${c.healthy} ${c.vsKeys.join(',')}`), ['true TCP/192.0.2.1:80']);
     assert.match(back.changes[0]!.message, /traffic flows again \(3 healthy nodes\)/);
   });
+
+  it('says nothing about a virtual service that has no candidate node at all (not yet, or none eligible)', () => {
+    const empty = { ...a, realServers: [] };
+    assert.deepEqual(backendTransitions(new Map(), [empty], () => []).changes, []);
+    // All of its nodes removed by health: candidates remain, so that is reported.
+    const removed = backendTransitions(new Map(), [empty], () => ['node-1: down'], () => 3);
+    assert.equal(removed.changes.length, 1);
+  });
 });
 
 describe('health-check annotations', () => {
