@@ -26,7 +26,8 @@ const r = parseConfig({
 if (!r.ok) throw new Error(r.problems.join('; '));
 const policy = { key: 'p', intervalMs: 2000, timeoutMs: 1500, rise: 2, fall: 2, damping: undefined };
 const unit = (node, n, vip, family) => ({ key: node + '|' + vip, node, nodeAddress: family === 4 ? '198.51.100.' + (10 + n) : '2001:db8:100::' + (10 + n), vsKey: 'TCP/' + vip + ':80', vip, family, port: 80, policy });
-const lanes = new Map(['node-1', 'node-2'].map((node, i) => [node, { node, units: [unit(node, i + 1, '192.0.2.1', 4), unit(node, i + 1, '2001:db8:ff::1', 6)], vipCount: 2, intervalMs: 2000, timeoutMs: 1500 }]));
+const units = new Map(['node-1', 'node-2'].map((node, i) => [node, [unit(node, i + 1, '192.0.2.1', 4), unit(node, i + 1, '2001:db8:ff::1', 6)]]));
+const lanes = new Map([...units].map(([node, us]) => [node, { node, vss: [], addresses: { 4: us[0].nodeAddress, 6: us[1].nodeAddress }, vipCount: 2, intervalMs: 2000, timeoutMs: 1500 }]));
 const k = await DrPathKernel.open({ config: () => r.config, log: createLogger('silent') });
 const sync = await k.sync(lanes);
 console.log(JSON.stringify({ step: 'sync', families: [...sync.families], problems: sync.problems }));
@@ -35,8 +36,8 @@ const fwm = [];
 for (const s of await c.services()) if (s.fwmark) fwm.push(s.fwmark + '/' + s.family + ' ' + (await c.destinations({ fwmark: s.fwmark, family: s.family })).map((d) => d.address).join(','));
 c.close();
 console.log(JSON.stringify({ step: 'kernel', fwm: fwm.sort() }));
-for (const lane of lanes.values()) {
-  for (const u of lane.units) {
+for (const us of units.values()) {
+  for (const u of us) {
     const port = k.acquirePort(u.node);
     const o = await tcpProbe({ address: u.vip, port: 80, localAddress: k.sourceAddress(u.family), localPort: port }, 1500);
     k.releasePort(u.node, port);
