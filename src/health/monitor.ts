@@ -275,7 +275,7 @@ export class HealthMonitor {
     let changed = false;
     for (const [pk, policy] of entry.target.policies) {
       const prev = entry.states.get(pk) ?? initialState();
-      const next = observe(prev, outcome, now, policy);
+      const next = observe(prev, outcome, now, policy, entry.target.timeoutMs);
       entry.states.set(pk, next);
       if (next.status !== prev.status && (next.status === 'down' || prev.status === 'down')) {
         changed = true;
@@ -329,7 +329,7 @@ export class HealthMonitor {
     if (outcome.inconclusive || !this.plan.lanes.has(lane.node)) return;
     const now = this.now();
     const prev = this.dr.get(unit.key)?.state ?? initialState();
-    const next = observe(prev, outcome, now, unit.policy);
+    const next = observe(prev, outcome, now, unit.policy, lane.timeoutMs);
     // Settled healthy units without a damping history are forgotten: at scale they are most of them.
     if (settled(next) && next.flaps === 0 && next.penalty < 0.01) this.dr.delete(unit.key);
     else this.dr.set(unit.key, { state: next, unit });

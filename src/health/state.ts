@@ -38,10 +38,12 @@ export function penaltyAt(s: CheckState, now: number, policy: Policy): number {
 
 /**
  * One probe result. A result slower than the policy's timeout is a failure for this policy even when the
- * probe (run with the longest timeout of the policies sharing the target) got an answer.
+ * probe, run with the longer timeout `probeTimeoutMs` of another policy sharing the target, got an answer.
+ * With the probe's own timeout the probe decided already: an answer handled before its timer counts, however
+ * late a busy event loop got to it.
  */
-export function observe(prev: CheckState, r: { ok: boolean; latencyMs: number; error?: string }, now: number, policy: Policy): CheckState {
-  const tooSlow = r.ok && r.latencyMs > policy.timeoutMs;
+export function observe(prev: CheckState, r: { ok: boolean; latencyMs: number; error?: string }, now: number, policy: Policy, probeTimeoutMs = Infinity): CheckState {
+  const tooSlow = r.ok && r.latencyMs > policy.timeoutMs && policy.timeoutMs < probeTimeoutMs;
   const ok = r.ok && !tooSlow;
   const s: CheckState = {
     ...prev,
