@@ -176,7 +176,11 @@ export class AllocationController {
         });
         if (addresses.length === 0) continue;
         const held = this.o.ipam.ipam.allocationsOf(r.uid).map((a) => a.address).sort().join(',');
-        if (held !== addresses.map((a) => a.address).sort().join(',')) follow.push({ service: r, addresses });
+        // Also when only the facts changed (key, ports): a follower's ledger is what it decides by after a
+        // takeover. Not when the new facts contradict the address (a key no longer shared with its
+        // co-holders): the allocator moves such a Service, and the new status brings the change here.
+        const ipam = this.o.ipam.ipam;
+        if (held !== addresses.map((a) => a.address).sort().join(',') || (!ipam.factsCurrent(r) && ipam.holdsWhatItAsks(r))) follow.push({ service: r, addresses });
       }
       if (follow.length > 0) {
         const decisions = this.o.ipam.record(follow, { now, term });

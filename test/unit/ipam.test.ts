@@ -221,6 +221,31 @@ describe('sharing', () => {
     assert.deepEqual(addrs({ ...ipam.ensure(shared('a', [80]), T0 + 2) }), ['192.0.2.10']);
   });
 
+  // Found by the soak (docs/soak.md): the allocator decides again only Services that are not satisfied, so an
+  // edit that keeps the address (a sole holder dropping its key, changing its ports) never reached the
+  // ledger, and the next Service asking to share was judged against the stale record.
+  it('a sole holder that drops its key or changes its ports is decided again, so nobody joins on stale facts', () => {
+    const ipam = new Ipam(pools, { quarantineSeconds: 60 });
+    ok(ipam.ensure(shared('a', [80]), T0));
+    const noKey = svc('a', { ports: [80] });
+    assert.equal(ipam.isSatisfied(noKey), false, 'the ledger still records key k');
+    assert.equal(ipam.factsCurrent(noKey), false);
+    assert.deepEqual(ok(ipam.ensure(noKey, T0 + 1)), ['192.0.2.10'], 'it keeps its address');
+    assert.equal(ipam.isSatisfied(noKey), true);
+    assert.deepEqual(ok(ipam.ensure(shared('b', [443]), T0 + 2)), ['192.0.2.11'], 'b must not share with a Service that dropped its key');
+
+    const c = ipam;
+    ok(c.ensure(shared('c', [8080]), T0 + 3));
+    assert.deepEqual(c.allocationsOf('c').map((x) => x.address), ['192.0.2.11'], 'c joins b');
+    const moved = shared('b', [9090]);
+    assert.equal(c.isSatisfied(moved), false, 'a port edit is a fact to record');
+    ok(c.ensure(moved, T0 + 4));
+    assert.deepEqual(c.allocationsOf('b')[0]!.ports, ['TCP/9090']);
+    // d asks for b's old port: fine now, and it is the recorded ports that say so.
+    assert.deepEqual(ok(c.ensure(shared('d', [443]), T0 + 5)), ['192.0.2.11']);
+    refused(c.ensure(shared('e', [9090], { loadBalancerIP: '192.0.2.11' }), T0 + 6), 'SharingConflict');
+  });
+
   it('keeps a Service on its address when a sharing clash cannot be resolved (requested address)', () => {
     const ipam = new Ipam(pools, { quarantineSeconds: 60 });
     ok(ipam.ensure(shared('a', [80], { loadBalancerIP: '192.0.2.15' }), T0));
