@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { parseIp } from '../../src/ipam/address.js';
 import { Ipam } from '../../src/ipam/engine.js';
 import { orderPools } from '../../src/ipam/pools.js';
-import { parseService } from '../../src/ipam/service.js';
+import { parseService, parseServiceLeniently } from '../../src/ipam/service.js';
 import type { Decision } from '../../src/ipam/types.js';
 import { poolsFrom, serviceLike, svc } from './ipam-fixtures.js';
 
@@ -37,6 +37,14 @@ const seedIngress = poolsFrom(`
 `);
 
 describe('annotation parser', () => {
+  it('leniently, leaves out the ipvs-lb.io annotations that do not parse, and gives up on a bad spec field', () => {
+    const bad = serviceLike('u9', { annotations: { 'ipvs-lb.io/load-balancer-ips': 'not-an-ip', 'ipvs-lb.io/allow-shared-ip': 'k1', 'ipvs-lb.io/address-pool': '%%' } });
+    assert.equal(parseService(bad).ok, false);
+    const r = parseServiceLeniently(bad);
+    assert.deepEqual([r?.requestedIPs, r?.sharingKey, r?.requestedPool], [[], 'k1', undefined]);
+    assert.equal(parseServiceLeniently(serviceLike('u9', { ports: [['QUIC', 443]] })), undefined);
+  });
+
   it('reads every field IPAM needs', () => {
     const r = parseService(
       serviceLike('u1', {

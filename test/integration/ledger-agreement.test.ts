@@ -1,7 +1,8 @@
-// Found by the soak (docs/soak.md): what a ledger records about an allocation (sharing key, ports) must
-// follow the Service on the allocator and on the follower alike, because it is what the next Service asking
-// to share an address is judged against, on whichever host allocates then. Two real daemons (real SQLite,
-// real client-node) against the API simulator.
+// Found by the soak (docs/soak.md): both ledgers must hold what the Services show, with the facts of the
+// current request, whatever order things happen in. What a ledger records about an allocation (sharing key,
+// ports) is what the next Service asking to share is judged against, on whichever host allocates then; and
+// a Service whose annotation went bad keeps its address, so every host must keep holding (and serving) it.
+// Two real daemons (real SQLite, real client-node) against the API simulator.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,17 +28,22 @@ const rows = async (d: DaemonHandle): Promise<string[]> =>
   (await d.api<{ items: Row[] }>('/api/v1/allocations?limit=1000')).body.items
     .map((r) => `${r.name}=${r.address} key=${r.sharingKey ?? '-'} ports=${r.ports.join(',')}`).sort();
 
-describe('ledger facts follow the Service on every host', { timeout: 180_000 }, () => {
+describe('both ledgers follow the Services', { timeout: 240_000 }, () => {
   let sim: KubeSim;
   let dir: string;
+  let kubeconfig: string;
   const daemons: DaemonHandle[] = [];
+  const restart = async (i: 0 | 1) => {
+    await daemons[i]!.stop('SIGTERM');
+    daemons[i] = await startDaemon({ name: `lb${i + 1}`, dir: join(dir, `lb${i + 1}`), kubeconfig });
+  };
   const ingress = (name: string) => ((sim.get('v1', 'Service', name, 'default') as { status?: { loadBalancer?: { ingress?: { ip: string }[] } } } | undefined)?.status?.loadBalancer?.ingress ?? []).map((i) => i.ip).join(',');
   const patchAnnotations = (name: string, annotations: Record<string, string | null>) => sim.patch('v1', 'Service', name, 'default', { metadata: { annotations } });
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ipvs-lb-facts-'));
     sim = await KubeSim.start();
-    const kubeconfig = await sim.writeKubeconfig(join(dir, 'kubeconfig'));
+    kubeconfig = await sim.writeKubeconfig(join(dir, 'kubeconfig'));
     sampleCluster(sim);
     sim.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ipvs-lb' } });
     daemons.push(await startDaemon({ name: 'lb1', dir: join(dir, 'lb1'), kubeconfig }));
@@ -79,5 +85,28 @@ describe('ledger facts follow the Service on every host', { timeout: 180_000 }, 
       `a=${ingress('a')} key=- ports=TCP/80`, `b=${shared} key=k ports=TCP/443`, `c=${ingress('c')} key=k2 ports=TCP/8080`,
     ].sort());
     for (const d of daemons) assert.doesNotMatch(d.log(), /allocation pass failed/, `${d.name} failed a pass`);
+  });
+
+  it('a Service whose annotation goes bad keeps its address in both ledgers, across restarts of the follower and the allocator', async () => {
+    // The follower is down while the Service gets its address and its annotation goes bad, so it meets the
+    // Service only as unparseable (in the soak: both steps during an API outage).
+    await daemons[1]!.stop('SIGTERM');
+    sim.create(svc('d', [5000]));
+    await eventually('d gets an address', () => ingress('d') || undefined);
+    const d = ingress('d');
+    patchAnnotations('d', { 'ipvs-lb.io/load-balancer-ips': 'not-an-ip' });
+    daemons[1] = await startDaemon({ name: 'lb2', dir: join(dir, 'lb2'), kubeconfig });
+    const want = [`a=${ingress('a')} key=- ports=TCP/80`, `b=${ingress('b')} key=k ports=TCP/443`, `c=${ingress('c')} key=k2 ports=TCP/8080`, `d=${d} key=- ports=TCP/5000`].sort();
+    await agree('the follower holds d as the allocator does', want);
+    // A start-up must not take it for a Service that is gone: its status still shows the address.
+    await restart(0);
+    await restart(1);
+    await eventually('both daemons up', async () => ((await Promise.all(daemons.map((x) => x.api<{ ready: boolean }>('/readyz')))).every((r) => r.body.ready) ? true : undefined));
+    await agree('both ledgers still hold d after restarts', want);
+    assert.equal(ingress('d'), d);
+    for (const x of daemons) {
+      const audit = (await x.api<{ items: { action: string; address: string | null }[] }>('/api/v1/events?limit=1000')).body.items;
+      assert.ok(!audit.some((e) => e.address === d && e.action === 'release'), `${x.name} released ${d}: ${JSON.stringify(audit.filter((e) => e.address === d))}`);
+    }
   });
 });
