@@ -65,6 +65,7 @@ function accepted(op: Op, code: number): boolean {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const PERMANENT = new Set(['logs.no-unexplained-errors', 'daemon.alive', 'harness.api-matches-plan']);
 
 interface Settled {
   settled: boolean;
@@ -112,6 +113,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
         const stable = fp !== undefined && fp === prev && now - prevAt >= o.quietMs;
         last = { settled: stable, result: checks, obs, ms: now - start, looks };
         if (stable && checks.violations.length === 0) return last;
+        // An unexplained log line or a dead daemon does not go away by waiting: judge now.
+        if (stable && checks.violations.every((v) => PERMANENT.has(v.check))) return last;
         if (fp !== prev) {
           prev = fp;
           prevAt = now;

@@ -89,7 +89,9 @@ export function daemonConfig(host: SoakHost, paths: { stateDir: string; runDir: 
     hostName: host.name,
     interface: 'eth0',
     stateDir: paths.stateDir,
-    kubernetes: { kubeconfig: paths.kubeconfig, qps: 50, burst: 100, lease: { durationSeconds: 6, renewDeadlineSeconds: 4, retryPeriodSeconds: 1 } },
+    // The production Lease timings (15 s / 10 s / 2 s): shorter ones make a daemon on the emulated, shared CPU
+    // miss its renew deadline with no fault at all (seen: a 4 s deadline during a burst of four creates).
+    kubernetes: { kubeconfig: paths.kubeconfig, qps: 50, burst: 100, lease: { durationSeconds: 15, renewDeadlineSeconds: 10, retryPeriodSeconds: 2 } },
     pools: POOLS.map((p) => ({
       name: p.name, addresses: [`${VIP_PREFIX}${p.first}-${VIP_PREFIX}${p.last}`], avoidBuggyIPs: true, autoAssign: p.autoAssign,
     })),
