@@ -36,6 +36,12 @@ export interface StartupOptions {
    * an address on two Services.
    */
   observed?: ReadonlyMap<string, RequestedIp[]>;
+  /**
+   * The uids of every Service that exists and is ours, also those whose request does not parse (a bad
+   * annotation): they keep what they hold. Without it, only the uids of `services` count as present, and
+   * a Service with a bad annotation would lose its address at every start-up while its status still shows it.
+   */
+  present?: ReadonlySet<string>;
 }
 
 export interface StartupReport {
@@ -86,7 +92,7 @@ export class DurableIpam {
     return this.commit(o, () => {
       const report: StartupReport = { confirmed: [], adopted: [], released: [], decided: [], pending: [] };
       const changes: Change[] = [...this.engine.expire(o.now)];
-      const present = new Set(services.map((s) => s.uid));
+      const present = new Set([...(o.present ?? []), ...services.map((s) => s.uid)]);
       const later: ServiceRequest[] = [];
       for (const svc of services) {
         const d = this.engine.confirm(svc);

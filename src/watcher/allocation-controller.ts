@@ -7,7 +7,7 @@
 import type { V1Service } from '@kubernetes/client-node';
 import type { Config } from '../config/types.js';
 import { parseIp } from '../ipam/address.js';
-import { parseService } from '../ipam/service.js';
+import { parseService, parseServiceLeniently } from '../ipam/service.js';
 import type { Decision, RequestedIp, ServiceRequest } from '../ipam/types.js';
 import type { DurableIpam } from '../store/allocator.js';
 import type { Logger } from '../util/log.js';
@@ -61,8 +61,9 @@ export class AllocationController {
   /** Start-up (after the informers synced): load, re-confirm, release the gone, then decide the rest. */
   async start(): Promise<void> {
     await this.o.cluster.waitForSync();
-    const { requests } = this.collect();
-    const report = this.o.ipam.start(requests, { now: this.now(), term: this.o.term(), allocateNew: this.o.isLeader() });
+    const { requests, byUid } = this.collect();
+    // Every Service of ours is present, also one whose annotations do not parse: it keeps what it holds.
+    const report = this.o.ipam.start(requests, { now: this.now(), term: this.o.term(), allocateNew: this.o.isLeader(), present: new Set(byUid.keys()) });
     this.o.log.info({ confirmed: report.confirmed.length, released: report.released.length, decided: report.decided.length, pending: report.pending.length }, 'ledger re-confirmed against the cluster');
     this.stats.released += report.released.length;
     this.publish(report.decided);
@@ -176,7 +177,25 @@ export class AllocationController {
         });
         if (addresses.length === 0) continue;
         const held = this.o.ipam.ipam.allocationsOf(r.uid).map((a) => a.address).sort().join(',');
-        if (held !== addresses.map((a) => a.address).sort().join(',')) follow.push({ service: r, addresses });
+        // Also when only the facts changed (key, ports): a follower's ledger is what it decides by after a
+        // takeover. Not when the new facts contradict the address (a key no longer shared with its
+        // co-holders): the allocator moves such a Service, and the new status brings the change here.
+        const ipam = this.o.ipam.ipam;
+        if (held !== addresses.map((a) => a.address).sort().join(',') || (!ipam.factsCurrent(r) && ipam.holdsWhatItAsks(r))) follow.push({ service: r, addresses });
+      }
+      // A Service whose annotations stopped parsing keeps its address on the allocator (a refused request
+      // changes nothing), so this host must hold it too: recorded under the request as far as it parses.
+      const valid = new Set(requests.map((r) => r.uid));
+      for (const [uid, svc] of byUid) {
+        if (valid.has(uid)) continue;
+        const addresses = (svc.status?.loadBalancer?.ingress ?? []).flatMap((i) => {
+          const ip = i.ip ? parseIp(i.ip) : undefined;
+          return ip ? [{ family: ip.family, value: ip.value, address: i.ip! }] : [];
+        });
+        const held = this.o.ipam.ipam.allocationsOf(uid).map((a) => a.address).sort().join(',');
+        if (addresses.length === 0 || held === addresses.map((a) => a.address).sort().join(',')) continue;
+        const lenient = parseServiceLeniently(svc, this.o.cluster.namespaceLabels(svc.metadata?.namespace ?? '') ?? {});
+        if (lenient) follow.push({ service: lenient, addresses });
       }
       if (follow.length > 0) {
         const decisions = this.o.ipam.record(follow, { now, term });
