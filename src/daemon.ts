@@ -10,7 +10,7 @@ import { loadConfig } from './config/load.js';
 import { summarizeConfig } from './config/summary.js';
 import type { Config, LogLevel } from './config/types.js';
 import { daemonApiState } from './daemon/api-state.js';
-import { DesiredOnlyDataPlane, type DataPlane } from './daemon/dataplane.js';
+import { DesiredOnlyDataPlane, type DataPlane, type DataPlaneHooks } from './daemon/dataplane.js';
 import { Metrics } from './daemon/metrics.js';
 import { desiredState } from './model/desired.js';
 import type { DesiredState } from './model/types.js';
@@ -31,7 +31,7 @@ export interface DaemonOptions {
   configPath: string;
   logLevel?: LogLevel;
   /** Builds the kernel side; without it the daemon allocates and reports but programs nothing. */
-  makeDataPlane?: (config: Config, log: Logger) => DataPlane;
+  makeDataPlane?: (config: Config, log: Logger, hooks: DataPlaneHooks) => DataPlane;
   /** Resolves to stop the daemon (tests); signals do the same in production. */
   stopSignal?: Promise<void>;
   /** Called once the API listens, with its address (tests use port 0). */
@@ -54,7 +54,10 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
   let ipam: DurableIpam;
   try {
-    ipam = DurableIpam.open({ path: join(config.stateDir, 'ledger.sqlite'), host: config.hostName, pools: config.pools, now: Date.now(), quarantineSeconds: config.ipam.releaseQuarantineSeconds });
+    ipam = DurableIpam.open({
+      path: join(config.stateDir, 'ledger.sqlite'), host: config.hostName, pools: config.pools, now: Date.now(), quarantineSeconds: config.ipam.releaseQuarantineSeconds,
+      onCommit: (changes) => metrics.observeChanges(changes),
+    });
   } catch (err) {
     log.fatal({ err: (err as Error).message }, 'cannot open the allocation ledger');
     return err instanceof LedgerError ? err.exitCode : DaemonExit.ledger;
@@ -71,7 +74,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     return err instanceof KubeConfigError ? DaemonExit.kubeconfig : DaemonExit.api;
   }
 
-  const dataPlane = o.makeDataPlane?.(config, log) ?? new DesiredOnlyDataPlane();
+  const dataPlane = o.makeDataPlane?.(config, log, { onPass: (r) => metrics.observePass(r) }) ?? new DesiredOnlyDataPlane();
   const problems = new Map<string, string[]>();
   let desiredTimer: NodeJS.Timeout | undefined;
   const recomputeDesired = () => {
@@ -124,7 +127,10 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
 
   const metrics = new Metrics({
     pools: () => ipam.ipam.poolStats(),
-    kubernetes: () => ({ connected: cluster.connected, leader: elector.status.leader, watchRestarts: cluster.stats.reduce((n, s) => n + s.watchRestarts, 0), errors: cluster.stats.reduce((n, s) => n + s.errors, 0) }),
+    kubernetes: () => ({
+      connected: cluster.connected, leader: elector.status.leader, watchRestarts: cluster.stats.reduce((n, s) => n + s.watchRestarts, 0), errors: cluster.stats.reduce((n, s) => n + s.errors, 0),
+      byKind: cluster.stats.map((s) => ({ kind: s.kind, errors: s.errors })),
+    }),
     vrrp: () => dataPlane.vrrp().map((g) => ({ group: g.name, state: g.state, transitions: g.transitions })),
     virtualServices: async () => (await dataPlane.virtualServices()).map((v) => ({ ...v, service: v.service ?? '' })),
   });

@@ -34,6 +34,18 @@ export interface RealServerView {
   health: 'up' | 'down' | 'unknown';
   activeConnections?: number;
   inactiveConnections?: number;
+  /** Kernel counters of this destination (absent without a kernel data plane). */
+  stats?: TrafficStats;
+}
+
+/** IPVS counters of a virtual service or one of its destinations; cps is the kernel's 2 s estimate. */
+export interface TrafficStats {
+  connections: number;
+  packetsIn: number;
+  packetsOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  cps: number;
 }
 
 export interface VirtualServiceView {
@@ -45,7 +57,7 @@ export interface VirtualServiceView {
   forwarding: string;
   service?: string;
   owned: boolean;
-  stats?: { connections: number; packetsIn: number; packetsOut: number; bytesIn: number; bytesOut: number; cps: number };
+  stats?: TrafficStats;
   realServers: RealServerView[];
 }
 
