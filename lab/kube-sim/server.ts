@@ -19,7 +19,7 @@ import { isObject, type JsonObject } from './json.js';
 import { Registry, type ListOptions } from './registry.js';
 import { apiVersionOf, findType, RESOURCE_TYPES, type ResourceType } from './resources.js';
 import { ServiceNetwork } from './services.js';
-import { ApiError, badRequest, forbidden, internalError, methodNotAllowed, pathNotFound, unauthorized } from './status.js';
+import { ApiError, badRequest, fieldInvalid, forbidden, internalError, invalid, methodNotAllowed, pathNotFound, unauthorized } from './status.js';
 import { Store } from './store.js';
 import { toTable, wantsTable, type IncludeObject } from './table.js';
 import { WatchStream } from './watch.js';
@@ -489,6 +489,13 @@ export class KubeSim {
   private review(body: unknown): JsonObject {
     if (!isObject(body) || !isObject(body.spec)) throw badRequest('a SelfSubjectAccessReview needs a spec');
     const ra = isObject(body.spec.resourceAttributes) ? body.spec.resourceAttributes : undefined;
+    const nra = isObject(body.spec.nonResourceAttributes) ? body.spec.nonResourceAttributes : undefined;
+    // As pkg/apis/authorization/validation: exactly one of the two attribute sets.
+    if ((ra === undefined) === (nra === undefined)) {
+      throw invalid('SelfSubjectAccessReview', '', [fieldInvalid('spec.resourceAttributes', nra ?? 'null', 'exactly one of nonResourceAttributes or resourceAttributes must be specified')], 'authorization.k8s.io');
+    }
+    // Non-resource paths (/version, /healthz, ...) are open to every authenticated user here, as the
+    // default system:discovery and system:public-info-viewer roles make them on a real server.
     let ok = true;
     if (ra) {
       ok = allowed(this.rules, {
@@ -499,6 +506,8 @@ export class KubeSim {
         namespace: String(ra.namespace ?? ''),
         name: String(ra.name ?? ''),
       });
+    } else {
+      ok = String(nra!.verb ?? '') === 'get';
     }
     return {
       kind: 'SelfSubjectAccessReview',
