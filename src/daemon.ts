@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import type { FastifyInstance } from 'fastify';
 import { ensureGeneratedToken, readToken } from './api/auth.js';
 import { buildApiServer } from './api/server.js';
+import type { StatusView } from './api/state.js';
 import { loadConfig } from './config/load.js';
 import { summarizeConfig } from './config/summary.js';
 import type { Config, LogLevel } from './config/types.js';
@@ -17,6 +18,7 @@ import type { DesiredState } from './model/types.js';
 import { DurableIpam } from './store/allocator.js';
 import { LedgerError } from './store/errors.js';
 import { createLogger, type Logger } from './util/log.js';
+import { version } from './util/version.js';
 import { TokenBucket } from './util/rate-limit.js';
 import { AllocationController } from './watcher/allocation-controller.js';
 import { makeKubeClients, KubeConfigError } from './watcher/client.js';
@@ -74,7 +76,14 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     return err instanceof KubeConfigError ? DaemonExit.kubeconfig : DaemonExit.api;
   }
 
-  const dataPlane = o.makeDataPlane?.(config, log, { onPass: (r) => metrics.observePass(r) }) ?? new DesiredOnlyDataPlane();
+  let lastPass: StatusView['lastReconcile'] = null;
+  const dataPlane = o.makeDataPlane?.(config, log, {
+    onPass: (r) => {
+      metrics.observePass(r);
+      lastPass = { at: new Date().toISOString(), operations: r.operations, errors: r.errors, durationMs: r.durationMs };
+    },
+  }) ?? new DesiredOnlyDataPlane();
+  const startedAt = new Date().toISOString();
   const problems = new Map<string, string[]>();
   let desiredTimer: NodeJS.Timeout | undefined;
   const recomputeDesired = () => {
@@ -170,6 +179,12 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
           return dataPlane.reconcileNow();
         },
         reload, problemsOf: (s) => problems.get(s) ?? [],
+        status: () => ({
+          host: config.hostName, version, startedAt,
+          allocator: { leader: elector.status.leader, holder: elector.status.holder ?? null, term: elector.status.term },
+          services: { allocated: ipam.ipam.serviceCount, withProblems: problems.size },
+          lastReconcile: lastPass,
+        }),
       }),
       token, listen: config.api.listen, tls: config.api.tls,
     });

@@ -84,6 +84,7 @@ export class KubeSim {
   private readonly sockets = new Set<Socket>();
   private readonly watches = new Set<WatchStream>();
   private readonly counts = new Map<string, number>();
+  private readonly denied: string[] = [];
   private rules: AccessRule[];
   private portNumber: number;
 
@@ -311,6 +312,12 @@ export class KubeSim {
 
   resetCounts(): void {
     this.counts.clear();
+    this.denied.length = 0;
+  }
+
+  /** Requests refused with 403 by the rules, oldest first ("patch services/status in default name web"). */
+  deniedRequests(): string[] {
+    return [...this.denied];
   }
 
   /** Becomes unreachable: the listener closes (connection refused) and every open connection is cut. */
@@ -422,7 +429,10 @@ export class KubeSim {
     }
     const t = route.type;
     const attrs: Attributes = { verb, group: t.group, resource: t.plural, subresource: route.subresource, namespace: route.namespace, name: route.name };
-    if (!t.virtual && !allowed(this.rules, attrs)) throw forbidden(this.opts.user, verb, resource, t.group, route.namespace, route.name);
+    if (!t.virtual && !allowed(this.rules, attrs)) {
+      this.denied.push(`${verb} ${resource}${route.namespace ? ` in ${route.namespace}` : ''}${route.name ? ` name ${route.name}` : ''}`);
+      throw forbidden(this.opts.user, verb, resource, t.group, route.namespace, route.name);
+    }
     const q = url.searchParams;
     const write = { dryRun: q.get('dryRun') === 'All' };
     const parsed = body.length > 0 ? parseJson(body) : undefined;
