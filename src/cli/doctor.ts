@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import type { HealthView } from '../api/state.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
-import { check, hostChecks, kubernetesChecks, type CheckResult } from '../doctor/index.js';
+import { check, type CheckResult } from '../doctor/types.js';
 import { ApiUnreachableError, apiClient, CliError } from './api-client.js';
 import type { CliContext } from './context.js';
 import { ExitCode } from './exit-codes.js';
@@ -48,6 +48,8 @@ export function registerDoctor(program: Command, ctx: CliContext): void {
         results.push(check('config', 'everything else', 'skip', 'needs a valid config'));
       } else {
         const config = loaded.config;
+        // Loaded here: the Kubernetes client is the heaviest import, and the other commands do not need it.
+        const { hostChecks, kubernetesChecks } = await import('../doctor/index.js');
         results.push(check('config', path, 'ok', 'valid'));
         results.push(...(await hostChecks(config)));
         results.push(await apiCheck(config));

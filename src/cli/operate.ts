@@ -111,7 +111,7 @@ export function registerOperate(program: Command, ctx: CliContext): void {
         const data = { source: 'ledger', daemon: { reachable: false, api: why.base, error: why.reason }, ledger: view.path, pools, allocations: allocated, lastChange };
         ctx.out(render(o.output, data, () => [
           `daemon: NOT RUNNING (no answer from ${why.base}: ${why.reason})`,
-          `ledger ${view.path}: ${allocated} allocations${lastChange ? `; last change ${lastChange.at}: ${lastChange.action} ${lastChange.address ?? ''} ${lastChange.service ?? ''}`.trimEnd() : ''}`,
+          `ledger ${view.path}: ${allocated} allocation${allocated === 1 ? '' : 's'}${lastChange ? `; last change ${lastChange.at}: ${lastChange.action} ${lastChange.address ?? ''} ${lastChange.service ?? ''}`.trimEnd() : ''}`,
           '',
           poolsTable(pools),
         ].join('\n')));

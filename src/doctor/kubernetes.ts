@@ -43,6 +43,9 @@ export function kubeErrorText(err: unknown): string {
     }
     return `HTTP ${status}${message ? `: ${message}` : ''}`;
   }
+  // node-fetch (client-node's transport) puts the system error code on the error itself.
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && code !== '') return code;
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
   return cause?.code ?? cause?.message ?? (err as Error).message ?? String(err);
 }
