@@ -144,29 +144,48 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     virtualServices: async () => (await dataPlane.virtualServices()).map((v) => ({ ...v, service: v.service ?? '' })),
   });
 
-  const reload = async (): Promise<{ ok: true; summary: string } | { ok: false; problems: string[] }> => {
-    const r = await loadConfig(o.configPath);
-    if (!r.ok) {
-      log.error({ problems: r.problems }, 'config reload refused; the running config stays');
-      return { ok: false, problems: r.problems };
-    }
-    const next = r.config;
-    const restartOnly = (['stateDir', 'hostName'] as const).filter((k) => next[k] !== config[k]);
-    if (JSON.stringify(next.kubernetes) !== JSON.stringify(config.kubernetes)) restartOnly.push('kubernetes' as never);
-    if (JSON.stringify(next.api) !== JSON.stringify(config.api)) restartOnly.push('api' as never);
-    if (restartOnly.length > 0) {
-      const problems = restartOnly.map((k) => `${k}: changes only take effect on restart; reload refused`);
-      log.error({ problems }, 'config reload refused');
+  type ReloadResult = { ok: true; summary: string } | { ok: false; problems: string[] };
+  // Nothing is half-applied: the new file is validated whole, then the fallible outside step (keepalived
+  // checks and installs its new config atomically) runs before anything in memory changes, and a failed
+  // ledger write puts keepalived's config back.
+  const reloadOnce = async (): Promise<ReloadResult> => {
+    const refuse = (problems: string[]): ReloadResult => {
+      log.error({ problems }, 'config reload refused; the running config stays');
       return { ok: false, problems };
+    };
+    const r = await loadConfig(o.configPath);
+    if (!r.ok) return refuse(r.problems);
+    const next = r.config;
+    // The VIP interface is opened once at start, like the ledger, the watches and the listener.
+    const restartOnly: string[] = (['stateDir', 'hostName', 'interface'] as const).filter((k) => next[k] !== config[k]);
+    if (JSON.stringify(next.kubernetes) !== JSON.stringify(config.kubernetes)) restartOnly.push('kubernetes');
+    if (JSON.stringify(next.api) !== JSON.stringify(config.api)) restartOnly.push('api');
+    if (next.vrrp.enabled !== config.vrrp.enabled) restartOnly.push('vrrp.enabled');
+    if (restartOnly.length > 0) return refuse(restartOnly.map((k) => `${k}: changes only take effect on restart; reload refused`));
+    try {
+      await dataPlane.reconfigure(next);
+    } catch (err) {
+      return refuse([`vrrp: ${(err as Error).message}`]);
     }
-    ipam.reloadPools(next.pools, { quarantineSeconds: next.ipam.releaseQuarantineSeconds }, { now: Date.now(), term: elector.status.term });
+    try {
+      ipam.reloadPools(next.pools, { quarantineSeconds: next.ipam.releaseQuarantineSeconds }, { now: Date.now(), term: elector.status.term });
+    } catch (err) {
+      await dataPlane.reconfigure(config).catch((e: unknown) => log.error({ err: String(e) }, 'could not restore the previous keepalived configuration'));
+      return refuse([`pools: cannot record the new pools in the ledger: ${(err as Error).message}`]);
+    }
     Object.assign(config, next);
     log.level = o.logLevel ?? config.logging.level;
-    await dataPlane.reconfigure(config);
     controller.schedule();
     recomputeDesired();
     log.info('config reloaded');
     return { ok: true, summary: summarizeConfig(config) };
+  };
+  // One reload at a time: a SIGHUP and an API call never interleave.
+  let reloading: Promise<unknown> = Promise.resolve();
+  const reload = (): Promise<ReloadResult> => {
+    const run = reloading.then(reloadOnce, reloadOnce);
+    reloading = run.catch(() => undefined);
+    return run;
   };
 
   let api: FastifyInstance;
@@ -223,7 +242,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     log.info('ready');
   })().catch((err) => log.error({ err: (err as Error).message }, 'start-up failed'));
 
-  const onHup = () => void reload();
+  const onHup = () => void reload().catch((err: unknown) => log.error({ err: String(err) }, 'config reload failed'));
   process.on('SIGHUP', onHup);
   const stop = new Promise<void>((resolve) => {
     process.once('SIGTERM', () => resolve());

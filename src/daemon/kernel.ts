@@ -149,8 +149,9 @@ export class KernelDataPlane implements DataPlane {
   }
 
   async reconfigure(config: Config): Promise<void> {
-    this.config = config;
+    // keepalived first: when it refuses the new config, nothing here has changed.
     if (this.vrrpController) await this.vrrpController.applyConfig(config.vrrp);
+    this.config = config;
   }
 
   health(): DataPlaneHealth {
