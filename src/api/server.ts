@@ -58,6 +58,17 @@ export async function buildApiServer(o: ApiServerOptions): Promise<FastifyInstan
     bodyLimit: o.bodyLimit ?? 64 * 1024,
     ...(o.tls ? { https: { cert: readFileSync(o.tls.certFile), key: readFileSync(o.tls.keyFile) } } : {}),
     ajv: { customOptions: { removeAdditional: false, allErrors: true, coerceTypes: true, useDefaults: true } },
+    // Requests Node's HTTP parser cannot read (malformed framing, oversized headers) get the one error shape too.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return;
+      const [status, code, what] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'RequestHeaderFieldsTooLarge', 'request headers too large'] : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'RequestTimeout', 'request not received in time'] : [400, 'BadRequest', `malformed HTTP request (${err.code ?? 'parse error'})`];
+      const body = JSON.stringify({ error: { code, message: what } });
+      socket.end(`HTTP/1.1 ${status} ${code}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`);
+    },
+    // A path that is not valid percent-encoding is refused before routing; keep the one error shape.
+    frameworkErrors: (err, req, reply) => {
+      sendError(reply, 400, err.code === 'FST_ERR_BAD_URL' ? `path: not a valid URL (${JSON.stringify(req.url.slice(0, 100))})` : err.message);
+    },
   });
   const readsNeedToken = !isLoopback(o.listen.host);
   const routes: RouteDoc[] = [];

@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { parse } from 'yaml';
 import { parseConfigText } from '../../src/config/load.js';
 import { parseConfig, type ParseResult } from '../../src/config/schema.js';
+import { configPaths, junkValue, pathText, withValue } from '../support/config-mutations.js';
 import { fuzzParams } from '../support/fuzz.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
@@ -31,41 +32,9 @@ function wellFormed(r: ParseResult, what: string): ParseResult {
   return r;
 }
 
-type Path = Array<string | number>;
-
-function paths(v: unknown, at: Path = []): Path[] {
-  const out: Path[] = [];
-  if (Array.isArray(v)) v.forEach((x, i) => out.push([...at, i], ...paths(x, [...at, i])));
-  else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) out.push([...at, k], ...paths(x, [...at, k]));
-  return out;
-}
-const allPaths = paths(example);
-
-const text = (p: Path) => p.reduce<string>((s, k) => (typeof k === 'number' ? `${s}[${k}]` : s ? `${s}.${k}` : k), '');
-
-function withValue(obj: unknown, p: Path, change: { set: unknown } | { remove: true }): unknown {
-  const copy = structuredClone(obj) as Record<string | number, unknown>;
-  let cur = copy as Record<string | number, unknown>;
-  for (const k of p.slice(0, -1)) cur = cur[k] as Record<string | number, unknown>;
-  const last = p[p.length - 1]!;
-  if ('remove' in change) {
-    if (Array.isArray(cur)) cur.splice(last as number, 1);
-    else delete cur[last];
-  } else cur[last] = change.set;
-  return copy;
-}
-
-const junk = fc.oneof(
-  fc.string({ maxLength: 40 }),
-  fc.string({ unit: 'binary', maxLength: 20 }),
-  fc.integer(),
-  fc.double(),
-  fc.boolean(),
-  fc.constant(null),
-  fc.constantFrom('', ' ', '0', '-1', '1e309', 'NaN', '192.0.2.1', '192.0.2.0/33', '2001:db8::/129', '../etc', 'eth0:1', 'a'.repeat(300), '\u0000', 'ä'),
-  fc.array(fc.oneof(fc.string({ maxLength: 8 }), fc.integer()), { maxLength: 4 }),
-  fc.dictionary(fc.string({ maxLength: 8 }), fc.oneof(fc.string({ maxLength: 8 }), fc.integer()), { maxKeys: 3 }),
-);
+const allPaths = configPaths(example);
+const text = pathText;
+const junk = junkValue;
 
 describe('config loader under bad input', { timeout: 120_000 }, () => {
   it('the shipped example loads', () => {
