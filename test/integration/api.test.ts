@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { ensureCerts } from '../../lab/kube-sim/certs.js';
 import { buildApiServer } from '../../src/api/server.js';
 import type { AllocationRow, ApiState } from '../../src/api/state.js';
 
@@ -260,5 +265,42 @@ describe('REST API off loopback', () => {
     const ready = await fetch(`${url}/readyz`);
     assert.equal(ready.status, 503);
     assert.deepEqual((await json(ready)).messages, ['kernel: IPVS netlink family not found']);
+  });
+});
+
+describe('REST API over TLS', () => {
+  let app: FastifyInstance;
+  let port = 0;
+  let ca = '';
+  const dir = mkdtempSync(join(tmpdir(), 'ipvs-lb-api-tls-'));
+  before(async () => {
+    const certs = await ensureCerts(dir);
+    ca = certs.ca;
+    writeFileSync(join(dir, 'tls.crt'), certs.cert);
+    writeFileSync(join(dir, 'tls.key'), certs.key);
+    app = await buildApiServer({ state: fixture(), token: TOKEN, listen: { host: '192.0.2.10', port: 0 }, tls: { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') } });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    port = (app.server.address() as { port: number }).port;
+  });
+  after(async () => {
+    await app.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const get = (path: string, headers: Record<string, string> = {}, trust = true) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = httpsRequest({ host: '127.0.0.1', port, path, headers, ...(trust ? { ca } : {}) }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+
+  it('serves HTTPS with the configured certificate, still requiring the token', async () => {
+    assert.equal((await get('/api/v1/pools', auth)).status, 200);
+    assert.equal((await get('/api/v1/pools')).status, 401);
+    await assert.rejects(get('/api/v1/pools', auth, false), /self[- ]signed|unable to verify|certificate/i);
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/healthz`), 'plain HTTP is not served');
   });
 });

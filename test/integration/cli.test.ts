@@ -132,6 +132,24 @@ describe('ipvs-lb CLI (subprocess)', { timeout: 240_000 }, () => {
     assert.match(noConfig.stderr, /absent\.yaml: cannot read the config file: no such file/);
   });
 
+  it('daemon: exit 1 for an invalid config, 6 when the API token file is missing or too short', async () => {
+    const bad = join(dir, 'daemon-bad.yaml');
+    writeFileSync(bad, 'interface: eth0\npools: []\nvrrp: {enabled: false}\n');
+    const invalid = await ipvsLb('daemon', '--no-kernel', '--config', bad);
+    assert.equal(invalid.code, 1);
+    assert.match(invalid.stderr, /invalid configuration .*daemon-bad\.yaml:\n {2}pools: must not be empty/);
+    const base = parse(readFileSync(config, 'utf8')) as { api: { listen: string } };
+    for (const [name, content, message] of [['absent', undefined, /api\.tokenFile: cannot read \S+absent-token: ENOENT/], ['short', 'abc\n', /api\.tokenFile: the token in \S+short-token is shorter than 16 characters/]] as const) {
+      const tokenFile = join(dir, `${name}-token`);
+      if (content !== undefined) writeFileSync(tokenFile, content);
+      const file = join(dir, `daemon-${name}.yaml`);
+      writeFileSync(file, stringify({ ...(parse(readFileSync(config, 'utf8')) as object), stateDir: join(dir, `state-${name}`), api: { listen: base.api.listen.replace(/:\d+$/, ':1'), tokenFile } }));
+      const r = await ipvsLb('daemon', '--no-kernel', '--config', file);
+      assert.equal(r.code, 6, `${name}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stdout + r.stderr, message);
+    }
+  });
+
   it('doctor reports kube-proxy without strictARP and a Service with ipMode Proxy, and exits 1', async () => {
     cluster.setKubeProxyConfig({ mode: 'ipvs', strictARP: false });
     // Ours, but asking for an address outside every pool: the daemon refuses it and leaves the status that
