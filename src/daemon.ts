@@ -86,10 +86,14 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   const startedAt = new Date().toISOString();
   const problems = new Map<string, string[]>();
   let desiredTimer: NodeJS.Timeout | undefined;
+  // Until every informer has listed once and the ledger is re-confirmed, a desired state would lack nodes or
+  // Services and the kernel would lose real servers it still serves: nothing reaches the data plane before.
+  let desiredReady = false;
   const recomputeDesired = () => {
     if (desiredTimer) return;
     desiredTimer = setTimeout(() => {
       desiredTimer = undefined;
+      if (!desiredReady) return;
       const d = computeDesired();
       problems.clear();
       for (const p of d.problems) problems.set(p.service, [...(problems.get(p.service) ?? []), `${p.reason}: ${p.message}`]);
@@ -194,6 +198,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
       state: daemonApiState({
         config: () => config, ipam, cluster, dataPlane, metrics: () => metrics,
         reconcile: async () => {
+          if (!desiredReady) throw Object.assign(new Error('the daemon is still starting (no complete view of the cluster yet); nothing was reconciled'), { statusCode: 503 });
           dataPlane.update(computeDesired());
           return dataPlane.reconcileNow();
         },
@@ -229,13 +234,16 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     // NotReady grace periods end with time alone: recompute even without an event.
     recomputeDesired();
   }, 5000);
-  const resyncTimer = setInterval(() => void dataPlane.reconcileNow().catch((err) => log.error({ err: String(err) }, 'periodic reconcile failed')), config.reconcile.resyncSeconds * 1000);
+  const resyncTimer = setInterval(() => {
+    if (desiredReady) void dataPlane.reconcileNow().catch((err) => log.error({ err: String(err) }, 'periodic reconcile failed'));
+  }, config.reconcile.resyncSeconds * 1000);
 
   const started = (async () => {
     // Leadership may take a retry period: give the election one round before start-up decides whether to
     // allocate, so a lone host does not wait for the first pass after start-up.
     await new Promise((r) => setTimeout(r, 200));
     await controller.start();
+    desiredReady = true;
     dataPlane.update(computeDesired());
     await dataPlane.reconcileNow();
     if (process.env.NOTIFY_SOCKET) await execa('systemd-notify', ['--ready', `--pid=${process.pid}`], { reject: false });

@@ -93,7 +93,8 @@ describe('deploy/rbac.yaml', { timeout: 180_000 }, () => {
   });
 
   it('a conflicting status write re-reads the status and succeeds under these rules', async () => {
-    const svc = sim.create({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'race', namespace: 'default' }, spec: { type: 'LoadBalancer', ports: [{ port: 80 }] } }) as V1Service;
+    // Of another class, so the running daemon leaves it alone and the only other writer is the one below.
+    const svc = sim.create({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'race', namespace: 'default' }, spec: { type: 'LoadBalancer', loadBalancerClass: 'other.example/lb', ports: [{ port: 80 }] } }) as V1Service;
     // Someone else writes in between: the copy we hold is stale, so the first patch gets 409.
     sim.update({ ...svc, metadata: { ...svc.metadata, labels: { touched: 'yes' } } } as never);
     const core = sim.kubeConfig().makeApiClient(CoreV1Api);

@@ -1,8 +1,9 @@
-// Operating the real daemon on a real IPVS kernel (the UML guest), with VRRP on (one LB host, so it becomes
-// master and binds the VIP): /metrics carries the traffic a client really sent, per virtual service and per
-// real server, and agrees with ipvsadm; the CLI shows it; doctor checks the guest's real modules and
-// sysctls and passes once they are set; and a reload that keepalived refuses changes nothing and a SIGHUP
-// with it does not kill the daemon.
+// Operating the real daemon on a real IPVS kernel (the UML guest): /metrics carries the traffic a client
+// really sent, per virtual service and per real server, and agrees with ipvsadm; the CLI shows it; doctor
+// checks the guest's real modules and sysctls and passes once they are set. Then, restarted with VRRP (so
+// it runs keepalived), a reload that keepalived refuses changes nothing and a SIGHUP with it does not kill
+// the daemon. (VRRP is off for the traffic part: with one LB host under a loaded emulator keepalived's
+// one-second daemon check times out now and then, which moves the VIP away; that is VRRP's own subject.)
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -28,12 +29,14 @@ spec:
   ports: [{name: http, port: 80, targetPort: 80}]
 `;
 
-const config = (over: { groupInterface?: string; extraPool?: boolean } = {}) => ({
+const config = (over: { vrrp?: boolean; groupInterface?: string; extraPool?: boolean } = {}) => ({
   hostName: 'lb1', interface: 'eth0', stateDir: '/tmp/lb1-state',
   kubernetes: { kubeconfig: `${KUBE}/kubeconfig`, lease: { durationSeconds: 6, renewDeadlineSeconds: 4, retryPeriodSeconds: 1 } },
   pools: [{ name: 'default', addresses: ['192.0.2.0/24'], avoidBuggyIPs: true }, ...(over.extraPool ? [{ name: 'extra', addresses: ['203.0.113.200/32'] }] : [])],
   scheduler: 'rr',
-  vrrp: { garpRepeat: 1, syncDaemon: { enabled: false }, groups: [{ name: 'a', virtualRouterId: 51, priority: 150, interface: over.groupInterface ?? 'eth0', advertIntervalSeconds: 0.1 }] },
+  vrrp: over.vrrp
+    ? { garpRepeat: 1, syncDaemon: { enabled: false }, groups: [{ name: 'a', virtualRouterId: 51, priority: 150, interface: over.groupInterface ?? 'eth0', advertIntervalSeconds: 1 }] }
+    : { enabled: false, garpRepeat: 1 },
   reconcile: { coalesceMs: 20, resyncSeconds: 2 },
   healthCheck: { enabled: false },
 });
@@ -76,11 +79,12 @@ describe('lab: metrics, CLI, doctor and reloads of the real daemon', { timeout: 
     daemon = await vm.spawn('daemon', ['node', cli, 'daemon', '--config', CONFIG], { ns: 'lb1' });
     await vm.writeFile('/tmp/whoami.yaml', service);
     await k('apply', '-f', '/tmp/whoami.yaml');
-    await until('VIP bound on the VRRP master', async () => ((await vm.run(['ip', '-o', 'addr', 'show', 'dev', 'eth0'], { ns: 'lb1' })).stdout.includes(`inet ${VIP}/32`) ? true : undefined));
+    await until('VIP bound', async () => ((await vm.run(['ip', '-o', 'addr', 'show', 'dev', 'eth0'], { ns: 'lb1' })).stdout.includes(`inet ${VIP}/32`) ? true : undefined));
     await until('three real servers', async () => ((await vm.run(['ipvsadm', '-Ln'], { ns: 'lb1' })).stdout.match(/Route/g)?.length === 3 ? true : undefined));
   });
 
   after(async () => {
+    if (process.env.IPVS_LB_TEST_LOGS && daemon) (await import('node:fs')).writeFileSync(process.env.IPVS_LB_TEST_LOGS, daemon.log());
     await vm?.stop();
   });
 
@@ -127,7 +131,6 @@ describe('lab: metrics, CLI, doctor and reloads of the real daemon', { timeout: 
     t.diagnostic(`measured: ${connections} connections, ${packetsIn} packets and ${bytesIn} bytes in, cps ${e.value('ipvs_lb_virtual_service_connections_per_second', vs)}; per node ${JSON.stringify(Object.fromEntries(perNode))}`);
     // The rest of the surface in the same scrape.
     assert.equal(e.value('ipvs_lb_virtual_services'), 1);
-    assert.equal(e.value('ipvs_lb_vrrp_state', { group: 'a', state: 'MASTER' }), 1);
     assert.equal(e.value('ipvs_lb_leader'), 1);
     assert.equal(e.value('ipvs_lb_pool_used', { pool: 'default' }), 1);
     assert.ok(e.value('ipvs_lb_reconcile_duration_seconds_count') >= 1);
@@ -146,7 +149,8 @@ describe('lab: metrics, CLI, doctor and reloads of the real daemon', { timeout: 
     const status = await ipvsLb('status');
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, /^ready: yes/m);
-    assert.match(status.stdout, /^a\s+MASTER\s/m);
+    assert.match(status.stdout, /^allocator: this host/m);
+    assert.match(status.stdout, /^last reconcile: \S+, 0 operations, 0 errors/m);
   });
 
   it('doctor checks the real modules and sysctls, and passes once the sysctls are set', async () => {
@@ -162,16 +166,21 @@ describe('lab: metrics, CLI, doctor and reloads of the real daemon', { timeout: 
     assert.match(by(first.checks, 'net.ipv4.vs.expire_nodest_conn').message, /^is 0, want 1/);
     await vm.run(['sh', '-c', 'sysctl -qw net.ipv4.vs.expire_nodest_conn=1 net.ipv4.vs.expire_quiescent_template=1 net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2'], { ns: 'lb1' });
     const second = await report();
-    assert.deepEqual(second.checks.filter((c) => c.status !== 'ok'), [], 'everything passes');
+    assert.deepEqual(second.checks.filter((c) => c.status !== 'ok' && c.name !== 'keepalived'), [], 'everything passes');
     assert.equal(second.code, 0);
     assert.equal(by(second.checks, 'net.ipv4.conf.all.arp_announce').message, '2 (eth0: 0)');
-    assert.equal(by(second.checks, 'keepalived').status, 'ok');
+    assert.equal(by(second.checks, 'keepalived').status, 'skip');
+    assert.equal(by(second.checks, 'arping').status, 'ok');
   });
 
   it('a reload that keepalived refuses changes nothing; the same file by SIGHUP does not stop the daemon', async () => {
+    await daemon.stop();
+    await vm.writeFile(CONFIG, stringify(config({ vrrp: true })));
+    daemon = await vm.spawn('daemon-vrrp', ['node', cli, 'daemon', '--config', CONFIG], { ns: 'lb1' });
+    await until('keepalived running', async () => (/keepalived running/.test(daemon.log()) && (await http('/readyz')).status === 200 ? true : undefined));
     const keepalived = await vm.readFile('/run/ipvs-lb/keepalived.conf');
     const pools = (await http('/api/v1/pools')).body;
-    await vm.writeFile(CONFIG, stringify(config({ groupInterface: 'nosuch0', extraPool: true })));
+    await vm.writeFile(CONFIG, stringify(config({ vrrp: true, groupInterface: 'nosuch0', extraPool: true })));
     const r = await http('/api/v1/config/reload', 'POST');
     assert.equal(r.status, 400, r.body);
     const body = JSON.parse(r.body) as { problems: string[] };
@@ -183,10 +192,9 @@ describe('lab: metrics, CLI, doctor and reloads of the real daemon', { timeout: 
     await until('the refusal logged', async () => (/config reload refused/.test(daemon.log().split('\n').slice(-50).join('\n')) ? true : undefined));
     assert.equal(await daemon.running(), true);
     assert.equal((await http('/readyz')).status, 200);
-    const after = (await curlMany(vm, 'client1', `http://${VIP}/`, 3)).map(parseWhoami);
-    assert.equal(after.length, 3);
+    assert.equal(await vm.readFile('/run/ipvs-lb/keepalived.conf'), keepalived);
     // The good file again: accepted, and the extra pool appears.
-    await vm.writeFile(CONFIG, stringify(config({ extraPool: true })));
+    await vm.writeFile(CONFIG, stringify(config({ vrrp: true, extraPool: true })));
     const ok = await http('/api/v1/config/reload', 'POST');
     assert.equal(ok.status, 200, ok.body);
     assert.deepEqual((JSON.parse((await http('/api/v1/pools')).body) as { items: Array<{ name: string }> }).items.map((p) => p.name), ['default', 'extra']);
