@@ -32,6 +32,13 @@ async function allFormats(args: string[], expectCode = 0): Promise<{ data: unkno
   return { data, table: table! };
 }
 
+/** One run with --output json, for checks that are about the data rather than the formats. */
+async function jsonOf(args: string[], expectCode = 0): Promise<unknown> {
+  const r = await ipvsLb(...args, '--output', 'json');
+  assert.equal(r.code, expectCode, `${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
+  return JSON.parse(r.stdout) as unknown;
+}
+
 describe('ipvs-lb CLI (subprocess)', { timeout: 240_000 }, () => {
   let sim: KubeSim;
   let cluster: Cluster;
@@ -79,8 +86,8 @@ describe('ipvs-lb CLI (subprocess)', { timeout: 240_000 }, () => {
     const { data, table } = await allFormats(['allocations', '--config', config]);
     assert.deepEqual((data as Array<{ address: string; name: string }>).map((a) => `${a.name}=${a.address}`), ['web=192.0.2.1']);
     assert.match(table.stdout, /^192\.0\.2\.1\s+default\s+default\/web\s+TCP\/80/m);
-    assert.deepEqual((await allFormats(['allocations', '--config', config, '-n', 'other'])).data, []);
-    assert.deepEqual(((await allFormats(['allocations', '--config', config, '--address', '192.0.2.1'])).data as unknown[]).length, 1);
+    assert.deepEqual(await jsonOf(['allocations', '--config', config, '-n', 'other']), []);
+    assert.deepEqual((await jsonOf(['allocations', '--config', config, '--address', '192.0.2.1']) as unknown[]).length, 1);
     const vs = (await allFormats(['services', '--config', config])).data as Array<{ key: string; realServers: Array<{ node: string }> }>;
     assert.deepEqual(vs.map((v) => v.key), ['TCP/192.0.2.1:80']);
     const show = await allFormats(['show', 'default/web', '--config', config]);
@@ -174,7 +181,7 @@ describe('ipvs-lb CLI (subprocess)', { timeout: 240_000 }, () => {
       assert.match(table.stdout, /^kube-proxy\s+kube-system\/kube-proxy\s+FAIL\s+mode ipvs without strictARP/m);
       assert.match(table.stdout, /^\d+ problems?, \d+ warnings?$/m);
 
-      const quick = (await allFormats(['doctor', '--config', config, '--no-kubernetes'], (await ipvsLb('doctor', '--config', config, '--no-kubernetes')).code)).data as { checks: Array<{ group: string }> };
+      const quick = JSON.parse((await ipvsLb('doctor', '--config', config, '--no-kubernetes', '-o', 'json')).stdout) as { checks: Array<{ group: string }> };
       assert.ok(!quick.checks.some((c) => ['rbac', 'kube-proxy', 'services', 'kubernetes'].includes(c.group)));
     } finally {
       cluster.setKubeProxyConfig({ mode: 'ipvs', strictARP: true });
@@ -189,7 +196,7 @@ describe('ipvs-lb CLI (subprocess)', { timeout: 240_000 }, () => {
     // helper; a closed port on loopback is refused at once.
     writeFileSync(kc, readFileSync(join(dir, 'kubeconfig'), 'utf8').replace(/server: https:\/\/127\.0\.0\.1:\d+/, 'server: https://127.0.0.1:1'));
     writeFileSync(elsewhere, readFileSync(config, 'utf8').replace(/kubeconfig: \S+/, `kubeconfig: ${kc}`));
-    const { data } = await allFormats(['doctor', '--config', elsewhere], 1);
+    const data = await jsonOf(['doctor', '--config', elsewhere], 1);
     const checks = (data as { checks: Array<{ group: string; name: string; status: string; message: string }> }).checks;
     const server = checks.find((c) => c.group === 'kubernetes' && c.name === 'api server')!;
     assert.equal(server.status, 'fail');
@@ -200,8 +207,8 @@ describe('ipvs-lb CLI (subprocess)', { timeout: 240_000 }, () => {
 
   it('with the daemon down: pools, allocations and show read the ledger read-only; status and services exit 3', async () => {
     const online = {
-      pools: (await allFormats(['pools', '--config', config])).data,
-      allocations: (await allFormats(['allocations', '--config', config])).data,
+      pools: await jsonOf(['pools', '--config', config]),
+      allocations: await jsonOf(['allocations', '--config', config]),
     };
     assert.equal(await daemon.stop('SIGTERM'), 0);
     for (const cmd of ['pools', 'allocations'] as const) {
@@ -209,7 +216,7 @@ describe('ipvs-lb CLI (subprocess)', { timeout: 240_000 }, () => {
       assert.deepEqual(data, online[cmd], `${cmd} from the ledger equals ${cmd} from the API`);
       assert.match(table.stderr, /the daemon's API at http:\/\/127\.0\.0\.1:\d+ does not answer \(ECONNREFUSED\); showing the ledger \S+ledger\.sqlite, opened read-only/);
     }
-    const show = await allFormats(['show', 'default/web', '--config', config]);
+    const show = { data: await jsonOf(['show', 'default/web', '--config', config]) };
     assert.equal((show.data as { source: string; allocations: Array<{ address: string }> }).allocations[0]!.address, '192.0.2.1');
     const status = await allFormats(['status', '--config', config], 3);
     const s = status.data as { source: string; daemon: { reachable: boolean }; allocations: number; lastChange: { action: string } };
