@@ -84,7 +84,7 @@ describe('lab: metrics, CLI, doctor and reloads of the real daemon', { timeout: 
   });
 
   after(async () => {
-    if (process.env.IPVS_LB_TEST_LOGS && daemon) (await import('node:fs')).writeFileSync(process.env.IPVS_LB_TEST_LOGS, daemon.log());
+    if (process.env.IPVS_LB_TEST_LOGS && daemon) process.stderr.write(`--- daemon log\n${daemon.log()}\n`);
     await vm?.stop();
   });
 
