@@ -6,11 +6,12 @@ import { execa } from 'execa';
 import type { FastifyInstance } from 'fastify';
 import { ensureGeneratedToken, readToken } from './api/auth.js';
 import { buildApiServer } from './api/server.js';
+import type { StatusView } from './api/state.js';
 import { loadConfig } from './config/load.js';
 import { summarizeConfig } from './config/summary.js';
 import type { Config, LogLevel } from './config/types.js';
 import { daemonApiState, withHealth } from './daemon/api-state.js';
-import { DesiredOnlyDataPlane, type DataPlane } from './daemon/dataplane.js';
+import { DesiredOnlyDataPlane, type DataPlane, type DataPlaneHooks } from './daemon/dataplane.js';
 import { Metrics } from './daemon/metrics.js';
 import { desiredState } from './model/desired.js';
 import type { DesiredState } from './model/types.js';
@@ -18,6 +19,7 @@ import { DrPathKernel, HealthMonitor, type BackendsChange } from './health/index
 import { DurableIpam } from './store/allocator.js';
 import { LedgerError } from './store/errors.js';
 import { createLogger, type Logger } from './util/log.js';
+import { version } from './util/version.js';
 import { TokenBucket } from './util/rate-limit.js';
 import { AllocationController } from './watcher/allocation-controller.js';
 import { makeKubeClients, KubeConfigError } from './watcher/client.js';
@@ -32,7 +34,7 @@ export interface DaemonOptions {
   configPath: string;
   logLevel?: LogLevel;
   /** Builds the kernel side; without it the daemon allocates and reports but programs nothing. */
-  makeDataPlane?: (config: Config, log: Logger) => DataPlane;
+  makeDataPlane?: (config: Config, log: Logger, hooks: DataPlaneHooks) => DataPlane;
   /** Resolves to stop the daemon (tests); signals do the same in production. */
   stopSignal?: Promise<void>;
   /** Called once the API listens, with its address (tests use port 0). */
@@ -55,7 +57,10 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
   let ipam: DurableIpam;
   try {
-    ipam = DurableIpam.open({ path: join(config.stateDir, 'ledger.sqlite'), host: config.hostName, pools: config.pools, now: Date.now(), quarantineSeconds: config.ipam.releaseQuarantineSeconds });
+    ipam = DurableIpam.open({
+      path: join(config.stateDir, 'ledger.sqlite'), host: config.hostName, pools: config.pools, now: Date.now(), quarantineSeconds: config.ipam.releaseQuarantineSeconds,
+      onCommit: (changes) => metrics.observeChanges(changes),
+    });
   } catch (err) {
     log.fatal({ err: (err as Error).message }, 'cannot open the allocation ledger');
     return err instanceof LedgerError ? err.exitCode : DaemonExit.ledger;
@@ -72,13 +77,24 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     return err instanceof KubeConfigError ? DaemonExit.kubeconfig : DaemonExit.api;
   }
 
-  const dataPlane = o.makeDataPlane?.(config, log) ?? new DesiredOnlyDataPlane();
+  let lastPass: StatusView['lastReconcile'] = null;
+  const dataPlane = o.makeDataPlane?.(config, log, {
+    onPass: (r) => {
+      metrics.observePass(r);
+      lastPass = { at: new Date().toISOString(), operations: r.operations, errors: r.errors, durationMs: r.durationMs };
+    },
+  }) ?? new DesiredOnlyDataPlane();
+  const startedAt = new Date().toISOString();
   const problems = new Map<string, string[]>();
   let desiredTimer: NodeJS.Timeout | undefined;
+  // Until every informer has listed once and the ledger is re-confirmed, a desired state would lack nodes or
+  // Services and the kernel would lose real servers it still serves: nothing reaches the data plane before.
+  let desiredReady = false;
   const recomputeDesired = () => {
     if (desiredTimer) return;
     desiredTimer = setTimeout(() => {
       desiredTimer = undefined;
+      if (!desiredReady) return;
       const d = computeDesired();
       problems.clear();
       for (const p of d.problems) problems.set(p.service, [...(problems.get(p.service) ?? []), `${p.reason}: ${p.message}`]);
@@ -148,35 +164,57 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   const healthOf = (node: string, vsKey: string) => health.view(node, vsKey);
   const metrics = new Metrics({
     pools: () => ipam.ipam.poolStats(),
-    kubernetes: () => ({ connected: cluster.connected, leader: elector.status.leader, watchRestarts: cluster.stats.reduce((n, s) => n + s.watchRestarts, 0), errors: cluster.stats.reduce((n, s) => n + s.errors, 0) }),
+    kubernetes: () => ({
+      connected: cluster.connected, leader: elector.status.leader, watchRestarts: cluster.stats.reduce((n, s) => n + s.watchRestarts, 0), errors: cluster.stats.reduce((n, s) => n + s.errors, 0),
+      byKind: cluster.stats.map((s) => ({ kind: s.kind, errors: s.errors })),
+    }),
     vrrp: () => dataPlane.vrrp().map((g) => ({ group: g.name, state: g.state, transitions: g.transitions })),
     virtualServices: async () => withHealth(await dataPlane.virtualServices(), healthOf).map((v) => ({ ...v, service: v.service ?? '' })),
     health: () => health.stats(),
   });
 
-  const reload = async (): Promise<{ ok: true; summary: string } | { ok: false; problems: string[] }> => {
-    const r = await loadConfig(o.configPath);
-    if (!r.ok) {
-      log.error({ problems: r.problems }, 'config reload refused; the running config stays');
-      return { ok: false, problems: r.problems };
-    }
-    const next = r.config;
-    const restartOnly = (['stateDir', 'hostName'] as const).filter((k) => next[k] !== config[k]);
-    if (JSON.stringify(next.kubernetes) !== JSON.stringify(config.kubernetes)) restartOnly.push('kubernetes' as never);
-    if (JSON.stringify(next.api) !== JSON.stringify(config.api)) restartOnly.push('api' as never);
-    if (restartOnly.length > 0) {
-      const problems = restartOnly.map((k) => `${k}: changes only take effect on restart; reload refused`);
-      log.error({ problems }, 'config reload refused');
+  type ReloadResult = { ok: true; summary: string } | { ok: false; problems: string[] };
+  // Nothing is half-applied: the new file is validated whole, then the fallible outside step (keepalived
+  // checks and installs its new config atomically) runs before anything in memory changes, and a failed
+  // ledger write puts keepalived's config back.
+  const reloadOnce = async (): Promise<ReloadResult> => {
+    const refuse = (problems: string[]): ReloadResult => {
+      log.error({ problems }, 'config reload refused; the running config stays');
       return { ok: false, problems };
+    };
+    const r = await loadConfig(o.configPath);
+    if (!r.ok) return refuse(r.problems);
+    const next = r.config;
+    // The VIP interface is opened once at start, like the ledger, the watches and the listener.
+    const restartOnly: string[] = (['stateDir', 'hostName', 'interface'] as const).filter((k) => next[k] !== config[k]);
+    if (JSON.stringify(next.kubernetes) !== JSON.stringify(config.kubernetes)) restartOnly.push('kubernetes');
+    if (JSON.stringify(next.api) !== JSON.stringify(config.api)) restartOnly.push('api');
+    if (next.vrrp.enabled !== config.vrrp.enabled) restartOnly.push('vrrp.enabled');
+    if (restartOnly.length > 0) return refuse(restartOnly.map((k) => `${k}: changes only take effect on restart; reload refused`));
+    try {
+      await dataPlane.reconfigure(next);
+    } catch (err) {
+      return refuse([`vrrp: ${(err as Error).message}`]);
     }
-    ipam.reloadPools(next.pools, { quarantineSeconds: next.ipam.releaseQuarantineSeconds }, { now: Date.now(), term: elector.status.term });
+    try {
+      ipam.reloadPools(next.pools, { quarantineSeconds: next.ipam.releaseQuarantineSeconds }, { now: Date.now(), term: elector.status.term });
+    } catch (err) {
+      await dataPlane.reconfigure(config).catch((e: unknown) => log.error({ err: String(e) }, 'could not restore the previous keepalived configuration'));
+      return refuse([`pools: cannot record the new pools in the ledger: ${(err as Error).message}`]);
+    }
     Object.assign(config, next);
     log.level = o.logLevel ?? config.logging.level;
-    await dataPlane.reconfigure(config);
     controller.schedule();
     recomputeDesired();
     log.info('config reloaded');
     return { ok: true, summary: summarizeConfig(config) };
+  };
+  // One reload at a time: a SIGHUP and an API call never interleave.
+  let reloading: Promise<unknown> = Promise.resolve();
+  const reload = (): Promise<ReloadResult> => {
+    const run = reloading.then(reloadOnce, reloadOnce);
+    reloading = run.catch(() => undefined);
+    return run;
   };
 
   let api: FastifyInstance;
@@ -185,11 +223,18 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
       state: daemonApiState({
         config: () => config, ipam, cluster, dataPlane, metrics: () => metrics,
         reconcile: async () => {
+          if (!desiredReady) throw Object.assign(new Error('the daemon is still starting (no complete view of the cluster yet); nothing was reconciled'), { statusCode: 503 });
           dataPlane.update(computeDesired());
           return dataPlane.reconcileNow();
         },
         reload, problemsOf: (s) => problems.get(s) ?? [],
         realServerHealth: healthOf, extraMessages: () => health.problems(),
+        status: () => ({
+          host: config.hostName, version, startedAt,
+          allocator: { leader: elector.status.leader, holder: elector.status.holder ?? null, term: elector.status.term },
+          services: { allocated: ipam.ipam.serviceCount, withProblems: problems.size },
+          lastReconcile: lastPass,
+        }),
       }),
       token, listen: config.api.listen, tls: config.api.tls,
     });
@@ -226,20 +271,23 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     // NotReady grace periods end with time alone: recompute even without an event.
     recomputeDesired();
   }, 5000);
-  const resyncTimer = setInterval(() => void dataPlane.reconcileNow().catch((err) => log.error({ err: String(err) }, 'periodic reconcile failed')), config.reconcile.resyncSeconds * 1000);
+  const resyncTimer = setInterval(() => {
+    if (desiredReady) void dataPlane.reconcileNow().catch((err) => log.error({ err: String(err) }, 'periodic reconcile failed'));
+  }, config.reconcile.resyncSeconds * 1000);
 
   const started = (async () => {
     // Leadership may take a retry period: give the election one round before start-up decides whether to
     // allocate, so a lone host does not wait for the first pass after start-up.
     await new Promise((r) => setTimeout(r, 200));
     await controller.start();
+    desiredReady = true;
     dataPlane.update(computeDesired());
     await dataPlane.reconcileNow();
     if (process.env.NOTIFY_SOCKET) await execa('systemd-notify', ['--ready', `--pid=${process.pid}`], { reject: false });
     log.info('ready');
   })().catch((err) => log.error({ err: (err as Error).message }, 'start-up failed'));
 
-  const onHup = () => void reload();
+  const onHup = () => void reload().catch((err: unknown) => log.error({ err: String(err) }, 'config reload failed'));
   process.on('SIGHUP', onHup);
   const stop = new Promise<void>((resolve) => {
     process.once('SIGTERM', () => resolve());

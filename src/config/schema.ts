@@ -195,16 +195,23 @@ export function parseConfig(raw: unknown, source = '(inline)'): ParseResult {
     if (prev !== undefined) problems.add(`pools[${i}].name`, `duplicates pools[${prev}].name`, p.name);
     else seenPools.set(p.name, i);
   });
-  // Overlap anywhere would let two pools hand out one address; report each clashing pair once.
+  // Overlap anywhere would let two pools hand out one address. A sweep in address order finds every range
+  // that overlaps an earlier one in O(n log n) and reports it once, naming the range it runs into (a
+  // pairwise check grew quadratically, in time and in problems, with thousands of clashing ranges).
   const entries = pools.flatMap((p, i) => p.addresses.map((r, j) => ({ pool: p.name, i, j, r })));
-  for (let a = 0; a < entries.length; a++) {
-    for (let b = a + 1; b < entries.length; b++) {
-      const x = entries[a]!;
-      const y = entries[b]!;
-      if (rangesOverlap(x.r, y.r)) {
-        problems.add(`pools[${y.i}].addresses[${y.j}]`, `overlaps pools[${x.i}].addresses[${x.j}] ${show(x.r.text)} of pool "${x.pool}"`, y.r.text);
-      }
+  const byAddress = [...entries].sort((x, y) => x.r.family - y.r.family || (x.r.first < y.r.first ? -1 : x.r.first > y.r.first ? 1 : 0) || x.i - y.i || x.j - y.j);
+  const clashes: Array<{ x: (typeof entries)[number]; y: (typeof entries)[number] }> = [];
+  let reach: (typeof entries)[number] | undefined;
+  for (const e of byAddress) {
+    if (reach && reach.r.family === e.r.family && e.r.first <= reach.r.last && rangesOverlap(reach.r, e.r)) {
+      const later = reach.i > e.i || (reach.i === e.i && reach.j > e.j);
+      clashes.push(later ? { x: e, y: reach } : { x: reach, y: e });
     }
+    if (!reach || reach.r.family !== e.r.family || e.r.last > reach.r.last) reach = e;
+  }
+  clashes.sort((a, b) => a.y.i - b.y.i || a.y.j - b.y.j);
+  for (const { x, y } of clashes) {
+    problems.add(`pools[${y.i}].addresses[${y.j}]`, `overlaps pools[${x.i}].addresses[${x.j}] ${show(x.r.text)} of pool "${x.pool}"`, y.r.text);
   }
 
   const ipamSection = top.child('ipam', ['releaseQuarantineSeconds']);

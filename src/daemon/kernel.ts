@@ -12,11 +12,16 @@ import type { Logger } from '../util/log.js';
 import { JsonFileOwnership, VipBinder } from '../vip/index.js';
 import { VrrpController } from '../vrrp/index.js';
 import type { SyncMode } from '../vrrp/index.js';
-import type { DataPlane, DataPlaneHealth, ReconcileResult } from './dataplane.js';
+import type { Stats } from '../ipvs/types.js';
+import type { DataPlane, DataPlaneHealth, DataPlaneHooks, ReconcileResult } from './dataplane.js';
 
-export function makeKernelDataPlane(config: Config, log: Logger): DataPlane {
-  return new KernelDataPlane(config, log);
+export function makeKernelDataPlane(config: Config, log: Logger, hooks: DataPlaneHooks = {}): DataPlane {
+  return new KernelDataPlane(config, log, hooks);
 }
+
+const traffic = (s: Stats) => ({
+  connections: Number(s.conns), packetsIn: Number(s.inpkts), packetsOut: Number(s.outpkts), bytesIn: Number(s.inbytes), bytesOut: Number(s.outbytes), cps: Number(s.cps),
+});
 
 const NO_GROUP = '';
 
@@ -33,7 +38,7 @@ export class KernelDataPlane implements DataPlane {
   private vipChain: Promise<void> = Promise.resolve();
   private startError: string | undefined;
 
-  constructor(private config: Config, private readonly log: Logger) {}
+  constructor(private config: Config, private readonly log: Logger, private readonly hooks: DataPlaneHooks = {}) {}
 
   async start(): Promise<void> {
     const c = this.config;
@@ -46,6 +51,7 @@ export class KernelDataPlane implements DataPlane {
     }
     this.reconciler = new Reconciler({
       client: this.client, owned: new OwnedServices(join(c.stateDir, 'ipvs-owned.json')), log: this.log, coalesceMs: c.reconcile.coalesceMs,
+      onPass: this.hooks.onPass,
     });
     this.binder = await VipBinder.open({
       interface: c.interface,
@@ -143,8 +149,9 @@ export class KernelDataPlane implements DataPlane {
   }
 
   async reconfigure(config: Config): Promise<void> {
-    this.config = config;
+    // keepalived first: when it refuses the new config, nothing here has changed.
     if (this.vrrpController) await this.vrrpController.applyConfig(config.vrrp);
+    this.config = config;
   }
 
   health(): DataPlaneHealth {
@@ -169,10 +176,11 @@ export class KernelDataPlane implements DataPlane {
       views.push({
         key, vip: vipOfKey(key), protocol: proto, port: s.service.port, scheduler: s.service.scheduler,
         forwarding: s.destinations[0]?.forwarding ?? want?.forwarding ?? '', service: want?.service, owned: want !== undefined,
-        stats: { connections: Number(s.service.stats.conns), packetsIn: Number(s.service.stats.inpkts), packetsOut: Number(s.service.stats.outpkts), bytesIn: Number(s.service.stats.inbytes), bytesOut: Number(s.service.stats.outbytes), cps: Number(s.service.stats.cps) },
+        stats: traffic(s.service.stats),
         realServers: s.destinations.map((d) => ({
           address: d.address, port: d.port, node: nodes.get(d.address)?.node ?? '', weight: d.weight, state: nodes.get(d.address)?.state ?? 'unknown',
           health: 'unknown' as const, activeConnections: d.activeConns, inactiveConnections: d.inactiveConns,
+          stats: traffic(d.stats),
         })),
       });
     }

@@ -2,11 +2,20 @@
 // callbacks), so they can never drift from what the API shows; counters are bumped where things happen.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
+export interface TrafficStats {
+  connections: number;
+  packetsIn: number;
+  packetsOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  cps: number;
+}
+
 export interface MetricSources {
   pools: () => Array<{ name: string; size: bigint; used: number; orphaned: number; quarantined: number }>;
-  kubernetes: () => { connected: boolean; leader: boolean; watchRestarts: number; errors: number };
+  kubernetes: () => { connected: boolean; leader: boolean; watchRestarts: number; errors: number; byKind?: Array<{ kind: string; errors: number }> };
   vrrp: () => Array<{ group: string; state: string; transitions: number }>;
-  virtualServices: () => Promise<Array<{ vip: string; protocol: string; port: number; service: string; stats?: { connections: number; packetsIn: number; packetsOut: number; bytesIn: number; bytesOut: number; cps: number }; realServers: Array<{ address: string; node: string; weight: number; health?: string; activeConnections?: number; inactiveConnections?: number }> }>>;
+  virtualServices: () => Promise<Array<{ vip: string; protocol: string; port: number; service: string; stats?: TrafficStats; realServers: Array<{ address: string; node: string; weight: number; health?: string; activeConnections?: number; inactiveConnections?: number; stats?: TrafficStats }> }>>;
   /** The health checker's counts (src/health). */
   health?: () => {
     targets: Record<string, Record<string, number>>;
@@ -48,7 +57,13 @@ export class Metrics {
     this.reconcileOperations = new Counter({ name: 'ipvs_lb_reconcile_operations_total', help: 'kernel operations applied', labelNames: ['op'], registers: [r] });
     this.reconcileErrors = new Counter({ name: 'ipvs_lb_reconcile_errors_total', help: 'kernel operations that failed', registers: [r] });
     this.reconcileLastSuccess = new Gauge({ name: 'ipvs_lb_reconcile_last_success_timestamp_seconds', help: 'end of the last reconcile pass without errors', registers: [r] });
-    this.apiErrors = new Counter({ name: 'ipvs_lb_kubernetes_api_errors_total', help: 'failed Kubernetes API requests', labelNames: ['kind'], registers: [r] });
+    this.apiErrors = new Counter({ name: 'ipvs_lb_kubernetes_api_errors_total', help: 'failed list or watch requests to the Kubernetes API, by resource kind', labelNames: ['kind'], registers: [r], collect() {
+      // Mirrors the watchers' own counts; a kind that never failed shows 0 once its watcher exists.
+      const kinds = src.kubernetes().byKind;
+      if (!kinds) return;
+      this.reset();
+      for (const k of kinds) this.inc({ kind: k.kind }, k.errors);
+    } });
     this.decisionSeconds = new Histogram({
       name: 'ipvs_lb_allocation_decision_seconds', help: 'time from the start of an allocation burst until its ledger write is durable, observed once per Service in the burst',
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5], registers: [r],
@@ -92,49 +107,69 @@ export class Metrics {
       for (const g of src.vrrp()) this.set({ group: g.group }, g.transitions);
     } });
 
-    // Traffic per virtual service and real server, read from the kernel at scrape time.
+    // Traffic per virtual service and real server, read from the kernel once per scrape (render()).
     const vsLabels = ['vip', 'protocol', 'port', 'service'];
-    const vs = {
-      conns: new Gauge({ name: 'ipvs_lb_virtual_service_connections_total', help: 'connections scheduled (kernel counter)', labelNames: vsLabels, registers: [r] }),
-      pin: new Gauge({ name: 'ipvs_lb_virtual_service_packets_in_total', help: 'packets in (kernel counter)', labelNames: vsLabels, registers: [r] }),
-      pout: new Gauge({ name: 'ipvs_lb_virtual_service_packets_out_total', help: 'packets out (kernel counter; 0 with DR, replies bypass the LB)', labelNames: vsLabels, registers: [r] }),
-      bin: new Gauge({ name: 'ipvs_lb_virtual_service_bytes_in_total', help: 'bytes in (kernel counter)', labelNames: vsLabels, registers: [r] }),
-      bout: new Gauge({ name: 'ipvs_lb_virtual_service_bytes_out_total', help: 'bytes out (kernel counter)', labelNames: vsLabels, registers: [r] }),
-      cps: new Gauge({ name: 'ipvs_lb_virtual_service_connections_per_second', help: 'connection rate (kernel estimator, 2 s)', labelNames: vsLabels, registers: [r] }),
-    };
     const rsLabels = [...vsLabels, 'real_server', 'node'];
+    const trafficOf = (prefix: string, what: string, labelNames: string[]) => ({
+      connections: new Counter({ name: `ipvs_lb_${prefix}_connections_total`, help: `connections scheduled to the ${what} (kernel counter)`, labelNames, registers: [r] }),
+      packetsIn: new Counter({ name: `ipvs_lb_${prefix}_packets_in_total`, help: `packets in to the ${what} (kernel counter)`, labelNames, registers: [r] }),
+      packetsOut: new Counter({ name: `ipvs_lb_${prefix}_packets_out_total`, help: `packets out of the ${what} (kernel counter; 0 with DR and TUN, whose replies bypass the LB)`, labelNames, registers: [r] }),
+      bytesIn: new Counter({ name: `ipvs_lb_${prefix}_bytes_in_total`, help: `bytes in to the ${what} (kernel counter)`, labelNames, registers: [r] }),
+      bytesOut: new Counter({ name: `ipvs_lb_${prefix}_bytes_out_total`, help: `bytes out of the ${what} (kernel counter; 0 with DR and TUN)`, labelNames, registers: [r] }),
+      cps: new Gauge({ name: `ipvs_lb_${prefix}_connections_per_second`, help: `connection rate of the ${what} (kernel estimator over 2 s)`, labelNames, registers: [r] }),
+    });
+    const vs = trafficOf('virtual_service', 'virtual service', vsLabels);
     const rs = {
+      ...trafficOf('real_server', 'real server', rsLabels),
       active: new Gauge({ name: 'ipvs_lb_real_server_active_connections', help: 'established connections', labelNames: rsLabels, registers: [r] }),
-      inactive: new Gauge({ name: 'ipvs_lb_real_server_inactive_connections', help: 'other connections', labelNames: rsLabels, registers: [r] }),
+      inactive: new Gauge({ name: 'ipvs_lb_real_server_inactive_connections', help: 'other connections (closing, or UDP)', labelNames: rsLabels, registers: [r] }),
       weight: new Gauge({ name: 'ipvs_lb_real_server_weight', help: 'IPVS weight (0: draining)', labelNames: rsLabels, registers: [r] }),
       healthy: new Gauge({ name: 'ipvs_lb_real_server_healthy', help: 'health check verdict: 1 up, 0 down (absent: not probed)', labelNames: rsLabels, registers: [r] }),
     };
-    new Gauge({ name: 'ipvs_lb_virtual_services', help: 'virtual services programmed', registers: [r], async collect() {
+    const count = new Gauge({ name: 'ipvs_lb_virtual_services', help: 'virtual services in the kernel', registers: [r] });
+    const setTraffic = (m: ReturnType<typeof trafficOf>, labels: Record<string, string>, t: TrafficStats) => {
+      for (const k of ['connections', 'packetsIn', 'packetsOut', 'bytesIn', 'bytesOut'] as const) m[k].inc(labels, t[k]);
+      m.cps.set(labels, t.cps);
+    };
+    // The kernel's counters are mirrored, not accumulated: every scrape starts from zero and copies them.
+    this.refreshTraffic = async () => {
       const list = await src.virtualServices();
-      this.set(list.length);
-      for (const g of [...Object.values(vs), ...Object.values(rs)]) g.reset();
+      for (const g of [...Object.values(vs), ...Object.values(rs), count]) g.reset();
+      count.set(list.length);
       for (const v of list) {
         const l = { vip: v.vip, protocol: v.protocol, port: String(v.port), service: v.service };
-        if (v.stats) {
-          vs.conns.set(l, v.stats.connections);
-          vs.pin.set(l, v.stats.packetsIn);
-          vs.pout.set(l, v.stats.packetsOut);
-          vs.bin.set(l, v.stats.bytesIn);
-          vs.bout.set(l, v.stats.bytesOut);
-          vs.cps.set(l, v.stats.cps);
-        }
+        if (v.stats) setTraffic(vs, l, v.stats);
         for (const s of v.realServers) {
           const rl = { ...l, real_server: s.address, node: s.node };
           rs.weight.set(rl, s.weight);
           if (s.health === 'up' || s.health === 'down') rs.healthy.set(rl, s.health === 'up' ? 1 : 0);
           if (s.activeConnections !== undefined) rs.active.set(rl, s.activeConnections);
           if (s.inactiveConnections !== undefined) rs.inactive.set(rl, s.inactiveConnections);
+          if (s.stats) setTraffic(rs, rl, s.stats);
         }
       }
-    } });
+    };
+  }
+
+  private readonly refreshTraffic: () => Promise<void>;
+
+  /** After each reconcile pass: duration, operations by kind, failures, and the time of the last clean one. */
+  observePass(p: { operations: number; errors: number; durationMs: number; byKind: Record<string, number> }, now = Date.now()): void {
+    this.reconcileDuration.observe(p.durationMs / 1000);
+    for (const [op, n] of Object.entries(p.byKind)) this.reconcileOperations.inc({ op }, n);
+    if (p.errors > 0) this.reconcileErrors.inc(p.errors);
+    else this.reconcileLastSuccess.set(now / 1000);
+  }
+
+  /** After each ledger commit: allocation changes by kind (allocate, update, release, unquarantine). */
+  observeChanges(changes: ReadonlyArray<{ kind: string }>): void {
+    for (const c of changes) this.allocations.inc({ kind: c.kind });
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
+    // Before serializing: prom-client reads all metrics at once, so values filled by another metric's
+    // collect callback would show the previous scrape's traffic.
+    await this.refreshTraffic();
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 }

@@ -22,6 +22,8 @@ export interface OpenOptions extends IpamOptions {
   host: string;
   pools: readonly PoolConfig[];
   now: number;
+  /** Called with the changes of every transaction once they are durable (metrics). */
+  onCommit?: (changes: readonly Change[]) => void;
 }
 
 export interface StartupOptions {
@@ -63,6 +65,7 @@ export class DurableIpam {
     private engine: Ipam,
     private pools: readonly PoolConfig[],
     private opts: IpamOptions,
+    private readonly onCommit: ((changes: readonly Change[]) => void) | undefined,
   ) {}
 
   /** Opens the ledger and loads it into the engine (start-up step 1). Throws LedgerError for a bad file. */
@@ -71,7 +74,7 @@ export class DurableIpam {
     try {
       const engine = new Ipam(o.pools, { quarantineSeconds: o.quarantineSeconds }, ledger.load());
       ledger.recordPools(o.pools, { now: o.now, term: 0 });
-      return new DurableIpam(ledger, engine, o.pools, { quarantineSeconds: o.quarantineSeconds });
+      return new DurableIpam(ledger, engine, o.pools, { quarantineSeconds: o.quarantineSeconds }, o.onCommit);
     } catch (err) {
       ledger.close();
       throw err;
@@ -184,6 +187,7 @@ export class DurableIpam {
       this.engine = new Ipam(this.pools, this.opts, this.ledger.load());
       throw err;
     }
+    if (changes.length > 0) this.onCommit?.(changes);
     return result;
   }
 }
