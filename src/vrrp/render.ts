@@ -121,12 +121,15 @@ function renderTracker(tracking: DaemonTracking, advertSeconds: number): string[
   const pgrep = safe('path', 'tracking.pgrepPath', tracking.pgrepPath);
   const pidFile = safe('path', 'tracking.pidFile', tracking.pidFile);
   const interval = Math.max(1, Math.ceil(tracking.intervalSeconds));
+  // A slow pgrep is not a dead daemon: under emulation on a loaded machine one run took up to 2.3 s (measured
+  // in the lab), and with timeout 1 / fall 1 both hosts flapped into FAULT every few seconds. A dead daemon
+  // makes pgrep fail at once, so two failed runs in a row (about two intervals) still catch it quickly.
   return [
     `vrrp_script ${TRACKER_NAME} {`,
     `  script "${pgrep} -F ${pidFile} ${name}"`,
     `  interval ${safeInt('tracking.intervalSeconds', interval, 1, 60)}`,
-    `  timeout ${safeSeconds('tracking.timeout', Math.max(advertSeconds, 1), 0.01, 60, 2)}`,
-    '  fall 1',
+    `  timeout ${safeSeconds('tracking.timeout', Math.max(advertSeconds, 3), 0.01, 60, 2)}`,
+    '  fall 2',
     '  rise 1',
     '  weight 0',
     '}',
