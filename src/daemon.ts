@@ -74,8 +74,12 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   const dataPlane = o.makeDataPlane?.(config, log) ?? new DesiredOnlyDataPlane();
   const problems = new Map<string, string[]>();
   let desiredTimer: NodeJS.Timeout | undefined;
+  // Until every informer has listed once, a desired state would be computed from part of the cluster (Nodes
+  // without Services, say) and the data plane would remove what the next list puts back: kernel writes and
+  // dropped traffic on every restart. Start-up feeds the data plane once, after the sync.
+  let clusterSynced = false;
   const recomputeDesired = () => {
-    if (desiredTimer) return;
+    if (desiredTimer || !clusterSynced) return;
     desiredTimer = setTimeout(() => {
       desiredTimer = undefined;
       const d = computeDesired();
@@ -160,6 +164,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
       state: daemonApiState({
         config: () => config, ipam, cluster, dataPlane, metrics: () => metrics,
         reconcile: async () => {
+          if (!clusterSynced) return { operations: 0, errors: 0, durationMs: 0 };
           dataPlane.update(computeDesired());
           return dataPlane.reconcileNow();
         },
@@ -189,13 +194,16 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     // NotReady grace periods end with time alone: recompute even without an event.
     recomputeDesired();
   }, 5000);
-  const resyncTimer = setInterval(() => void dataPlane.reconcileNow().catch((err) => log.error({ err: String(err) }, 'periodic reconcile failed')), config.reconcile.resyncSeconds * 1000);
+  const resyncTimer = setInterval(() => {
+    if (clusterSynced) void dataPlane.reconcileNow().catch((err) => log.error({ err: String(err) }, 'periodic reconcile failed'));
+  }, config.reconcile.resyncSeconds * 1000);
 
   const started = (async () => {
     // Leadership may take a retry period: give the election one round before start-up decides whether to
     // allocate, so a lone host does not wait for the first pass after start-up.
     await new Promise((r) => setTimeout(r, 200));
     await controller.start();
+    clusterSynced = true;
     dataPlane.update(computeDesired());
     await dataPlane.reconcileNow();
     if (process.env.NOTIFY_SOCKET) await execa('systemd-notify', ['--ready', `--pid=${process.pid}`], { reject: false });
