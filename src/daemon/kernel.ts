@@ -190,8 +190,13 @@ export class KernelDataPlane implements DataPlane {
 
   async stop(): Promise<void> {
     this.reconciler?.stop();
-    if (this.vrrpController) await this.vrrpController.stop();
-    this.masterOf.clear();
+    if (this.vrrpController) {
+      // With a peer, a stopping host hands its VIPs over: keepalived's priority-0 advert makes the peer master.
+      await this.vrrpController.stop();
+      this.masterOf.clear();
+    }
+    // Without VRRP there is no one to hand over to: the VIPs stay bound, like the IPVS table (fail static), so
+    // traffic keeps flowing while no daemon runs (an upgrade in place) and the next start finds nothing to do.
     await this.queueVipSync();
     await this.binder?.close();
     this.client?.close();
