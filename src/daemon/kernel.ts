@@ -31,6 +31,7 @@ export class KernelDataPlane implements DataPlane {
   private readonly masterOf = new Set<string>();
   private readonly since = new Map<string, { state: string; at: string; transitions: number }>();
   private vipChain: Promise<void> = Promise.resolve();
+  private readonly lastAnnounce = new Map<string, number>();
   private startError: string | undefined;
 
   constructor(private config: Config, private readonly log: Logger) {}
@@ -57,7 +58,7 @@ export class KernelDataPlane implements DataPlane {
     if (c.vrrp.enabled) {
       this.vrrpController = new VrrpController({
         config: c.vrrp, log: this.log,
-        vips: { bindGroup: (g) => this.bindGroup(g), releaseGroup: (g) => this.releaseGroup(g) },
+        vips: { bindGroup: (g) => this.bindGroup(g), releaseGroup: (g) => this.releaseGroup(g), announceGroup: (g) => this.announceGroup(g) },
         sync: { setMode: (m) => this.setSyncMode(m) },
       });
       this.vrrpController.on('transition', ({ step }) => this.noteTransitions(step));
@@ -122,6 +123,25 @@ export class KernelDataPlane implements DataPlane {
   private releaseGroup(group: string): Promise<void> {
     this.masterOf.delete(group);
     return this.queueVipSync();
+  }
+
+  /**
+   * Re-announces the group's bound VIPs after keepalived saw a lower-priority advert: the peer was master for a
+   * moment and its GARPs may have pulled the neighbours' caches to it; it released the VIPs since. keepalived
+   * reports every such advert, so at most one round per group per second.
+   */
+  private announceGroup(group: string): Promise<void> {
+    const now = Date.now();
+    if (now - (this.lastAnnounce.get(group) ?? 0) < 1000) return Promise.resolve();
+    this.lastAnnounce.set(group, now);
+    this.vipChain = this.vipChain.then(() => {
+      const b = this.binder;
+      if (!b || !this.masterOf.has(group)) return;
+      const owned = new Set(b.ownedAddresses());
+      for (const vip of this.vipsByGroup.get(group) ?? []) if (owned.has(vip)) b.announce(vip);
+      this.log.info({ group }, 'a lower-priority VRRP advert arrived: VIPs announced again');
+    });
+    return this.vipChain;
   }
 
   private async setSyncMode(mode: SyncMode): Promise<void> {
