@@ -32,6 +32,7 @@ export class KernelDataPlane implements DataPlane {
   private readonly since = new Map<string, { state: string; at: string; transitions: number }>();
   private vipChain: Promise<void> = Promise.resolve();
   private readonly lastAnnounce = new Map<string, number>();
+  private readonly reannounce = new Map<string, NodeJS.Timeout>();
   private startError: string | undefined;
 
   constructor(private config: Config, private readonly log: Logger) {}
@@ -127,13 +128,22 @@ export class KernelDataPlane implements DataPlane {
 
   /**
    * Re-announces the group's bound VIPs after keepalived saw a lower-priority advert: the peer was master for a
-   * moment and its GARPs may have pulled the neighbours' caches to it; it released the VIPs since. keepalived
-   * reports every such advert, so at most one round per group per second.
+   * moment and its GARPs may have pulled the neighbours' caches to it; it released the VIPs since. Once now and
+   * once more two seconds later, when the peer has surely stepped down (announcements it started while it held
+   * the VIPs may still be on their way). keepalived reports every such advert, so at most one round a second.
    */
   private announceGroup(group: string): Promise<void> {
     const now = Date.now();
     if (now - (this.lastAnnounce.get(group) ?? 0) < 1000) return Promise.resolve();
     this.lastAnnounce.set(group, now);
+    clearTimeout(this.reannounce.get(group));
+    const later = setTimeout(() => void this.announceNow(group), 2000);
+    later.unref();
+    this.reannounce.set(group, later);
+    return this.announceNow(group);
+  }
+
+  private announceNow(group: string): Promise<void> {
     this.vipChain = this.vipChain.then(() => {
       const b = this.binder;
       if (!b || !this.masterOf.has(group)) return;
@@ -210,6 +220,7 @@ export class KernelDataPlane implements DataPlane {
 
   async stop(): Promise<void> {
     this.reconciler?.stop();
+    for (const t of this.reannounce.values()) clearTimeout(t);
     if (this.vrrpController) {
       // With a peer, a stopping host hands its VIPs over: keepalived's priority-0 advert makes the peer master.
       await this.vrrpController.stop();

@@ -200,7 +200,7 @@ ${service('whoami')}`);
     assert.deepEqual([onHttp.local, onHttp.localPort, onAlt.local, onAlt.localPort], [a, 80, a, 8080]);
     const c = await expose('shared-clash', service('shared-clash', { annotations: shared }));
     assert.notEqual(c, a, 'port 80 is taken on the shared address');
-    const rows = JSON.parse((await lab.cli('lb1', ['allocations', '--address', a, '-o', 'json'])).stdout) as Array<{ name: string; sharingKey: string }>;
+    const rows = (await lab.api<{ items: Array<{ name: string; sharingKey: string }> }>('lb1', `/api/v1/allocations?address=${a}`)).items;
     assert.deepEqual(rows.map((r) => `${r.name}/${r.sharingKey}`).sort(), ['shared-alt/web', 'shared-http/web']);
   });
 
@@ -224,7 +224,8 @@ ${service('whoami')}`);
     it('a new build started on the same ledger and kernel state writes nothing to the kernel and no request fails', async (t) => {
       await lab.installBuild(NEW_ROOT, NEW_VERSION);
       const statusesBefore = await lab.kubectl(['get', 'services', '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.loadBalancer.ingress[*].ip}{"\\n"}{end}']);
-      const allocationsBefore = (await lab.cli('lb1', ['allocations', '-o', 'json'])).stdout;
+      const allocations = async () => JSON.stringify((await lab.api<{ items: unknown[] }>('lb1', '/api/v1/allocations?limit=1000')).items);
+      const allocationsBefore = await allocations();
       const tableBefore = await lab.ipvsadm('lb1', '-Ln');
       const vipsBefore = await lab.vipsOn('lb1');
       assert.ok(vipsBefore.length >= 7, `VIPs before: ${vipsBefore.join(' ')}`);
@@ -274,7 +275,7 @@ ${service('whoami')}`);
       const connsAfter = parseIpvsConns(await lab.ipvsadm('lb1', '-Ln', '--stats', '--exact'));
       for (const [key, n] of connsStopped) assert.ok((connsAfter.get(key) ?? -1) >= n, `${key}: ${n} connections before, ${connsAfter.get(key)} after`);
       // The same addresses for the same Services, in the ledger and in their status.
-      assert.equal((await lab.cli('lb1', ['allocations', '-o', 'json'])).stdout, allocationsBefore);
+      assert.equal(await allocations(), allocationsBefore);
       assert.equal(await lab.kubectl(['get', 'services', '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.loadBalancer.ingress[*].ip}{"\\n"}{end}']), statusesBefore);
 
       for (const l of loops) {
