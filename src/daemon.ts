@@ -91,10 +91,9 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   // Services and the kernel would lose real servers it still serves: nothing reaches the data plane before.
   let desiredReady = false;
   const recomputeDesired = () => {
-    if (desiredTimer) return;
+    if (desiredTimer || !desiredReady) return;
     desiredTimer = setTimeout(() => {
       desiredTimer = undefined;
-      if (!desiredReady) return;
       const d = computeDesired();
       problems.clear();
       for (const p of d.problems) problems.set(p.service, [...(problems.get(p.service) ?? []), `${p.reason}: ${p.message}`]);

@@ -36,6 +36,8 @@ export class KernelDataPlane implements DataPlane {
   private readonly masterOf = new Set<string>();
   private readonly since = new Map<string, { state: string; at: string; transitions: number }>();
   private vipChain: Promise<void> = Promise.resolve();
+  private readonly lastAnnounce = new Map<string, number>();
+  private readonly reannounce = new Map<string, NodeJS.Timeout>();
   private startError: string | undefined;
 
   constructor(private config: Config, private readonly log: Logger, private readonly hooks: DataPlaneHooks = {}) {}
@@ -63,7 +65,7 @@ export class KernelDataPlane implements DataPlane {
     if (c.vrrp.enabled) {
       this.vrrpController = new VrrpController({
         config: c.vrrp, log: this.log,
-        vips: { bindGroup: (g) => this.bindGroup(g), releaseGroup: (g) => this.releaseGroup(g) },
+        vips: { bindGroup: (g) => this.bindGroup(g), releaseGroup: (g) => this.releaseGroup(g), announceGroup: (g) => this.announceGroup(g) },
         sync: { setMode: (m) => this.setSyncMode(m) },
       });
       this.vrrpController.on('transition', ({ step }) => this.noteTransitions(step));
@@ -128,6 +130,34 @@ export class KernelDataPlane implements DataPlane {
   private releaseGroup(group: string): Promise<void> {
     this.masterOf.delete(group);
     return this.queueVipSync();
+  }
+
+  /**
+   * Re-announces the group's bound VIPs after keepalived saw a lower-priority advert: the peer was master for a
+   * moment and its GARPs may have pulled the neighbours' caches to it; it released the VIPs since. Once now and
+   * once more two seconds later, when the peer has surely stepped down (announcements it started while it held
+   * the VIPs may still be on their way). keepalived reports every such advert, so at most one round a second.
+   */
+  private announceGroup(group: string): Promise<void> {
+    const now = Date.now();
+    if (now - (this.lastAnnounce.get(group) ?? 0) < 1000) return Promise.resolve();
+    this.lastAnnounce.set(group, now);
+    clearTimeout(this.reannounce.get(group));
+    const later = setTimeout(() => void this.announceNow(group), 2000);
+    later.unref();
+    this.reannounce.set(group, later);
+    return this.announceNow(group);
+  }
+
+  private announceNow(group: string): Promise<void> {
+    this.vipChain = this.vipChain.then(() => {
+      const b = this.binder;
+      if (!b || !this.masterOf.has(group)) return;
+      const owned = new Set(b.ownedAddresses());
+      for (const vip of this.vipsByGroup.get(group) ?? []) if (owned.has(vip)) b.announce(vip);
+      this.log.info({ group }, 'a lower-priority VRRP advert arrived: VIPs announced again');
+    });
+    return this.vipChain;
   }
 
   private async setSyncMode(mode: SyncMode): Promise<void> {
@@ -198,8 +228,14 @@ export class KernelDataPlane implements DataPlane {
 
   async stop(): Promise<void> {
     this.reconciler?.stop();
-    if (this.vrrpController) await this.vrrpController.stop();
-    this.masterOf.clear();
+    for (const t of this.reannounce.values()) clearTimeout(t);
+    if (this.vrrpController) {
+      // With a peer, a stopping host hands its VIPs over: keepalived's priority-0 advert makes the peer master.
+      await this.vrrpController.stop();
+      this.masterOf.clear();
+    }
+    // Without VRRP there is no one to hand over to: the VIPs stay bound, like the IPVS table (fail static), so
+    // traffic keeps flowing while no daemon runs (an upgrade in place) and the next start finds nothing to do.
     await this.queueVipSync();
     await this.binder?.close();
     this.client?.close();
