@@ -17,13 +17,13 @@ import type { DesiredState } from './model/types.js';
 import { DurableIpam } from './store/allocator.js';
 import { LedgerError } from './store/errors.js';
 import { createLogger, type Logger } from './util/log.js';
-import { TokenBucket } from './util/rate-limit.js';
 import { AllocationController } from './watcher/allocation-controller.js';
 import { makeKubeClients, KubeConfigError } from './watcher/client.js';
 import { ClusterWatcher } from './watcher/cluster.js';
 import { EventRecorder } from './watcher/events.js';
 import { LeaderElector } from './watcher/lease.js';
 import { isOurService } from './watcher/ours.js';
+import { ProblemEvents } from './watcher/problems.js';
 import { StatusWriter } from './watcher/status.js';
 import { groupForVip } from './vrrp/groups.js';
 
@@ -71,24 +71,28 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     return err instanceof KubeConfigError ? DaemonExit.kubeconfig : DaemonExit.api;
   }
 
+  const startedAt = Date.now();
   const dataPlane = o.makeDataPlane?.(config, log) ?? new DesiredOnlyDataPlane();
   const problems = new Map<string, string[]>();
   let desiredTimer: NodeJS.Timeout | undefined;
+  let lastComputeMs = 0;
   const recomputeDesired = () => {
     if (desiredTimer) return;
+    // The window grows with the cost of a computation (10,000 Services x 500 nodes takes a while), so a burst
+    // of changes spends at most a third of the CPU recomputing and the rest on the work itself.
     desiredTimer = setTimeout(() => {
       desiredTimer = undefined;
+      const t0 = performance.now();
       const d = computeDesired();
       problems.clear();
       for (const p of d.problems) problems.set(p.service, [...(problems.get(p.service) ?? []), `${p.reason}: ${p.message}`]);
+      problemEvents.update(d.problems);
       dataPlane.update(d);
-    }, config.reconcile.coalesceMs);
+      lastComputeMs = performance.now() - t0;
+    }, Math.max(config.reconcile.coalesceMs, 2 * lastComputeMs));
   };
 
-  const cluster = new ClusterWatcher(clients, log, { changed: () => {
-    controller.schedule();
-    recomputeDesired();
-  } });
+  const cluster = new ClusterWatcher(clients, log, { servicesChanged: () => controller.schedule(), changed: recomputeDesired }, { resyncSeconds: config.kubernetes.resyncSeconds });
   const elector = new LeaderElector({
     api: clients.coordination, namespace: config.kubernetes.lease.namespace, name: config.kubernetes.lease.name,
     identity: config.hostName, durationSeconds: config.kubernetes.lease.durationSeconds,
@@ -101,8 +105,9 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     onStoppedLeading: () => log.warn('this host is no longer the allocator'),
   });
   const status = new StatusWriter({ api: clients.core, limiter: clients.limiter, stillOurs: (s) => isOurService(s, config.kubernetes) });
-  // Events get a budget of their own, as client-go's recorder has: feedback must never slow allocation.
-  const events = new EventRecorder({ api: clients.core, limiter: new TokenBucket(config.kubernetes.qps, config.kubernetes.burst), host: config.hostName, log });
+  // Events take the shared budget at the lowest priority: feedback never slows allocation, and the QPS holds.
+  const events = new EventRecorder({ api: clients.core, limiter: clients.limiter, host: config.hostName, log });
+  const problemEvents = new ProblemEvents({ events, service: (ns, name) => cluster.services.get(ns, name), isLeader: () => elector.status.leader });
   const controller = new AllocationController({
     config, ipam, cluster, status, events, log,
     isLeader: () => elector.status.leader, term: () => elector.status.term,
@@ -122,9 +127,19 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     });
   }
 
+  // Every host asks for the Lease each retry period: no answer for a renew deadline means the server is gone,
+  // even while the watches still look connected (a server that stopped answering sends no reset).
+  const apiProblem = (): string | undefined => {
+    const silentMs = Date.now() - (elector.status.lastContactAt ?? startedAt);
+    if (silentMs <= config.kubernetes.lease.renewDeadlineSeconds * 1000) return undefined;
+    return `no answer to Lease requests for ${Math.round(silentMs / 1000)} s${elector.status.lastError ? ` (${elector.status.lastError})` : ''}`;
+  };
   const metrics = new Metrics({
     pools: () => ipam.ipam.poolStats(),
-    kubernetes: () => ({ connected: cluster.connected, leader: elector.status.leader, watchRestarts: cluster.stats.reduce((n, s) => n + s.watchRestarts, 0), errors: cluster.stats.reduce((n, s) => n + s.errors, 0) }),
+    kubernetes: () => ({
+      connected: cluster.connected && apiProblem() === undefined, leader: elector.status.leader, watchRestarts: cluster.stats.reduce((n, s) => n + s.watchRestarts, 0), errors: cluster.stats.reduce((n, s) => n + s.errors, 0),
+      requests: { ...clients.limiter.granted }, eventsDropped: events.dropped,
+    }),
     vrrp: () => dataPlane.vrrp().map((g) => ({ group: g.name, state: g.state, transitions: g.transitions })),
     virtualServices: async () => (await dataPlane.virtualServices()).map((v) => ({ ...v, service: v.service ?? '' })),
   });
@@ -164,6 +179,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
           return dataPlane.reconcileNow();
         },
         reload, problemsOf: (s) => problems.get(s) ?? [],
+        apiProblem,
       }),
       token, listen: config.api.listen, tls: config.api.tls,
     });

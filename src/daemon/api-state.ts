@@ -16,6 +16,8 @@ export interface DaemonParts {
   reconcile: () => Promise<ReconcileResult>;
   reload: () => Promise<{ ok: true; summary: string } | { ok: false; problems: string[] }>;
   problemsOf: (service: string) => string[];
+  /** Why the API server counts as unreachable although the watches look connected (a silent server). */
+  apiProblem?: () => string | undefined;
 }
 
 export function allAllocations(ipam: DurableIpam): Allocation[] {
@@ -78,10 +80,12 @@ export function daemonApiState(p: DaemonParts): ApiState {
     },
     health(): HealthView {
       const dp = p.dataPlane.health();
-      const kubernetes = p.cluster.connected;
+      const silent = p.apiProblem?.();
+      const kubernetes = p.cluster.connected && silent === undefined;
       const messages = [...dp.messages];
       if (!kubernetes) {
         const errs = p.cluster.stats.filter((s) => !s.connected).map((s) => `${s.kind}: ${s.lastError ?? 'not connected yet'}`);
+        if (silent) errs.push(silent);
         messages.push(`Kubernetes API unreachable, serving the last programmed state (fail static): ${errs.join('; ')}`);
       }
       const checks = { ledger: true, kernel: dp.kernel, reconciledOnce: dp.reconciledOnce, kubernetes };

@@ -2,12 +2,14 @@
 // decides and writes status; every other LB host follows Service status into its own ledger, so all ledgers
 // agree and any host can take over without moving an address.
 //
-// Order matters for durability: a decision is written to the ledger (one transaction per burst) before its
-// status is patched, so an address that the cluster has seen is always on disk.
+// Order matters for durability: a decision is written to the ledger (one transaction per chunk) before its
+// status is patched, so an address that the cluster has seen is always on disk. A burst is decided in chunks
+// with the event loop free in between, so the first statuses go out while the rest is still being decided
+// and a Lease renewal never waits behind 10,000 decisions.
 import type { V1Service } from '@kubernetes/client-node';
 import type { Config } from '../config/types.js';
 import { parseIp } from '../ipam/address.js';
-import { parseService } from '../ipam/service.js';
+import { parseService, type ParsedService } from '../ipam/service.js';
 import type { Decision, RequestedIp, ServiceRequest } from '../ipam/types.js';
 import type { DurableIpam } from '../store/allocator.js';
 import type { Logger } from '../util/log.js';
@@ -15,6 +17,9 @@ import type { ClusterWatcher } from './cluster.js';
 import type { EventReason, EventRecorder } from './events.js';
 import { isOurService } from './ours.js';
 import type { StatusWriter } from './status.js';
+
+/** Services decided per ledger transaction: large enough for one fsync to serve many, small enough to stay fast. */
+export const DECISION_CHUNK = 100;
 
 export interface AllocationControllerOptions {
   config: Config;
@@ -26,10 +31,12 @@ export interface AllocationControllerOptions {
   isLeader: () => boolean;
   term: () => number;
   now?: () => number;
-  /** Called after each pass with the uids whose allocations changed (the kernel side recomputes). */
+  /** Called after each pass that changed allocations (the kernel side recomputes). */
   onAllocationsChanged?: () => void;
-  /** Decision plus ledger write time of a burst, and how many Services it decided (metrics). */
+  /** Decision plus durable ledger write time of one transaction, and how many Services it decided (metrics). */
   onDecisions?: (ms: number, services: number) => void;
+  /** Status writes in flight at once; the rate limiter sets the pace, this only bounds concurrency. */
+  statusWorkers?: number;
 }
 
 export interface AllocationStats {
@@ -39,9 +46,18 @@ export interface AllocationStats {
   released: number;
   followed: number;
   statusQueue: number;
+  statusWritten: number;
+  statusFailed: number;
   lastPassMs: number;
-  /** Decision plus ledger write time per Service in the last pass, for the k8s benchmark. */
-  lastDecisionMsPerService: number;
+}
+
+const ingressAddresses = (svc: V1Service | undefined): string[] => (svc?.status?.loadBalancer?.ingress ?? []).flatMap((i) => (i.ip ? [i.ip] : []));
+
+function observedIps(svc: V1Service): RequestedIp[] {
+  return ingressAddresses(svc).flatMap((ip) => {
+    const p = parseIp(ip);
+    return p ? [{ family: p.family, value: p.value, address: ip }] : [];
+  });
 }
 
 export class AllocationController {
@@ -50,20 +66,38 @@ export class AllocationController {
   private started = false;
   private readonly lastProblem = new Map<string, string>();
   private readonly statusQueue = new Map<string, () => Promise<void>>();
+  /** Services whose status write is being sent: the repair loop must not queue them again. */
+  private readonly inFlight = new Set<string>();
+  /**
+   * After a write, the resourceVersion the cache held before it: until the watch brings the written object,
+   * the cache still shows the old status, which is no reason to write again.
+   */
+  private readonly awaitingEcho = new Map<string, string | undefined>();
+  /** Parsed requests by uid, valid while resourceVersion and the namespace's labels are unchanged. */
+  private readonly parsed = new Map<string, { rv: string | undefined; nsRv: string | undefined; result: ParsedService }>();
   private statusWorkers = 0;
-  readonly stats: AllocationStats = { passes: 0, decisions: 0, refusals: 0, released: 0, followed: 0, statusQueue: 0, lastPassMs: 0, lastDecisionMsPerService: 0 };
+  readonly stats: AllocationStats = { passes: 0, decisions: 0, refusals: 0, released: 0, followed: 0, statusQueue: 0, statusWritten: 0, statusFailed: 0, lastPassMs: 0 };
   private readonly now: () => number;
 
   constructor(private readonly o: AllocationControllerOptions) {
     this.now = o.now ?? Date.now;
   }
 
-  /** Start-up (after the informers synced): load, re-confirm, release the gone, then decide the rest. */
+  /**
+   * Start-up (after the informers synced): load, re-confirm, adopt what status already shows, release the
+   * gone, then decide the rest.
+   */
   async start(): Promise<void> {
     await this.o.cluster.waitForSync();
-    const { requests } = this.collect();
-    const report = this.o.ipam.start(requests, { now: this.now(), term: this.o.term(), allocateNew: this.o.isLeader() });
-    this.o.log.info({ confirmed: report.confirmed.length, released: report.released.length, decided: report.decided.length, pending: report.pending.length }, 'ledger re-confirmed against the cluster');
+    const { requests, byUid } = this.collect();
+    const observed = new Map<string, RequestedIp[]>();
+    for (const [uid, svc] of byUid) {
+      const ips = observedIps(svc);
+      if (ips.length > 0) observed.set(uid, ips);
+    }
+    const report = this.o.ipam.start(requests, { now: this.now(), term: this.o.term(), allocateNew: this.o.isLeader(), observed });
+    this.o.log.info({ confirmed: report.confirmed.length, adopted: report.adopted.length, released: report.released.length, decided: report.decided.length, pending: report.pending.length }, 'ledger re-confirmed against the cluster');
+    for (const d of report.adopted) if (!d.ok && d.refusal) this.o.log.warn({ uid: d.uid, refusal: d.refusal }, 'could not adopt the address the Service shows in its status');
     this.stats.released += report.released.length;
     this.publish(report.decided);
     this.started = true;
@@ -79,19 +113,23 @@ export class AllocationController {
       return;
     }
     this.running = true;
-    setImmediate(() => {
-      try {
-        this.pass();
-      } catch (err) {
-        this.o.log.error({ err: err instanceof Error ? err.message : String(err) }, 'allocation pass failed; will retry on the next change');
-      } finally {
-        this.running = false;
-        if (this.again) {
-          this.again = false;
-          this.schedule();
+    setImmediate(() => void this.runPasses());
+  }
+
+  private async runPasses(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        try {
+          await this.pass();
+        } catch (err) {
+          this.o.log.error({ err: err instanceof Error ? err.message : String(err) }, 'allocation pass failed; retrying in 1 s');
+          setTimeout(() => this.schedule(), 1000).unref();
         }
-      }
-    });
+      } while (this.again);
+    } finally {
+      this.running = false;
+    }
   }
 
   /** Every Service by uid, ours or not, as of the last collect(): lookups in a pass stay O(1). */
@@ -107,17 +145,29 @@ export class AllocationController {
       this.allByUid.set(uid, svc);
       if (!isOurService(svc, this.o.config.kubernetes)) continue;
       byUid.set(uid, svc);
-      const parsed = parseService(svc, this.o.cluster.namespaceLabels(svc.metadata?.namespace ?? '') ?? {});
+      const parsed = this.parse(svc, uid);
       if (!parsed.ok) {
         this.problem(svc, 'InvalidAnnotation', parsed.refusal.message);
         continue;
       }
       requests.push(parsed.service);
     }
+    for (const uid of this.parsed.keys()) if (!byUid.has(uid)) this.parsed.delete(uid);
     return { requests, byUid };
   }
 
-  private pass(): void {
+  private parse(svc: V1Service, uid: string): ParsedService {
+    const ns = svc.metadata?.namespace ?? '';
+    const nsRv = this.o.cluster.namespaces.get(undefined, ns)?.metadata?.resourceVersion;
+    const rv = svc.metadata?.resourceVersion;
+    const hit = this.parsed.get(uid);
+    if (hit && hit.rv === rv && hit.nsRv === nsRv && rv !== undefined) return hit.result;
+    const result = parseService(svc, this.o.cluster.namespaceLabels(ns) ?? {});
+    this.parsed.set(uid, { rv, nsRv, result });
+    return result;
+  }
+
+  private async pass(): Promise<void> {
     const t0 = performance.now();
     const now = this.now();
     const term = this.o.term();
@@ -125,8 +175,7 @@ export class AllocationController {
     let changed = false;
 
     // Releases: Services that are gone, or no longer ours. Every host does this for its own ledger.
-    const present = new Set(byUid.keys());
-    const goneUids = this.o.ipam.ipam.uids().filter((uid) => !present.has(uid));
+    const goneUids = this.o.ipam.ipam.uids().filter((uid) => !byUid.has(uid));
     if (goneUids.length > 0) {
       const released = this.o.ipam.release(goneUids.map((uid) => ({ uid, reason: 'ServiceGoneOrNotOurs' })), { now, term });
       changed = true;
@@ -142,25 +191,36 @@ export class AllocationController {
           }
         }
       }
-      for (const uid of goneUids) this.lastProblem.delete(uid);
+      for (const uid of goneUids) {
+        this.lastProblem.delete(uid);
+        this.awaitingEcho.delete(uid);
+      }
     }
 
     if (this.o.isLeader()) {
       const pending = requests.filter((r) => !this.o.ipam.ipam.isSatisfied(r));
-      if (pending.length > 0) {
+      for (let i = 0; i < pending.length && this.o.isLeader(); i += DECISION_CHUNK) {
+        if (i > 0) await new Promise<void>((r) => setImmediate(r));
+        // A Service that changed or went away while earlier chunks were decided waits for the next pass.
+        const chunk = pending.slice(i, i + DECISION_CHUNK).filter((r) => this.current(byUid.get(r.uid)) !== undefined);
+        if (chunk.length === 0) continue;
         const d0 = performance.now();
-        const decisions = this.o.ipam.ensure(pending, { now, term });
-        const ms = performance.now() - d0;
-        this.stats.lastDecisionMsPerService = ms / pending.length;
-        this.o.onDecisions?.(ms, pending.length);
+        const decisions = this.o.ipam.ensure(chunk, { now: this.now(), term });
+        this.o.onDecisions?.(performance.now() - d0, chunk.length);
         changed ||= decisions.some((d) => d.changes.length > 0);
         this.publish(decisions);
       }
       // Repair status that drifted from the ledger (someone edited it, or a write was lost in an outage).
       for (const r of requests) {
-        const svc = byUid.get(r.uid)!;
+        if (this.inFlight.has(r.uid) || this.statusQueue.has(r.uid)) continue;
+        const svc = this.o.cluster.services.get(r.namespace, r.name);
+        if (!svc || svc.metadata?.uid !== r.uid) continue;
+        if (this.awaitingEcho.has(r.uid)) {
+          if (this.awaitingEcho.get(r.uid) === svc.metadata?.resourceVersion) continue;
+          this.awaitingEcho.delete(r.uid);
+        }
         const want = this.o.ipam.ipam.allocationsOf(r.uid).map((a) => a.address);
-        const have = (svc.status?.loadBalancer?.ingress ?? []).map((i) => i.ip);
+        const have = ingressAddresses(svc);
         if (want.length > 0 && (want.join(',') !== have.join(',') || svc.status?.loadBalancer?.ingress?.some((i) => i.ipMode !== 'VIP'))) {
           this.enqueueStatus(r.uid, () => this.writeStatus(r.uid));
         }
@@ -169,11 +229,7 @@ export class AllocationController {
       // Follower: the allocator's status is the truth; record it so this host is ready to take over.
       const follow: { service: ServiceRequest; addresses: RequestedIp[] }[] = [];
       for (const r of requests) {
-        const ingress = byUid.get(r.uid)?.status?.loadBalancer?.ingress ?? [];
-        const addresses = ingress.flatMap((i) => {
-          const ip = i.ip ? parseIp(i.ip) : undefined;
-          return ip ? [{ family: ip.family, value: ip.value, address: i.ip! }] : [];
-        });
+        const addresses = observedIps(byUid.get(r.uid)!);
         if (addresses.length === 0) continue;
         const held = this.o.ipam.ipam.allocationsOf(r.uid).map((a) => a.address).sort().join(',');
         if (held !== addresses.map((a) => a.address).sort().join(',')) follow.push({ service: r, addresses });
@@ -188,6 +244,13 @@ export class AllocationController {
     this.stats.passes++;
     this.stats.lastPassMs = performance.now() - t0;
     if (changed) this.o.onAllocationsChanged?.();
+  }
+
+  /** The cached Service if it is still the one collected (same uid and resourceVersion). */
+  private current(collected: V1Service | undefined): V1Service | undefined {
+    if (!collected) return undefined;
+    const now = this.o.cluster.services.get(collected.metadata?.namespace, collected.metadata?.name ?? '');
+    return now?.metadata?.uid === collected.metadata?.uid && now?.metadata?.resourceVersion === collected.metadata?.resourceVersion ? now : undefined;
   }
 
   /** Events and status for a burst of decisions; the ledger already holds them. */
@@ -225,14 +288,18 @@ export class AllocationController {
     if (!svc) return;
     const addresses = this.o.ipam.ipam.allocationsOf(uid).map((a) => a.address);
     if (addresses.length === 0) return;
-    await this.o.status.set(svc, addresses);
+    const result = await this.o.status.set(svc, addresses);
+    if (result === 'written') {
+      this.stats.statusWritten++;
+      this.awaitingEcho.set(uid, svc.metadata?.resourceVersion);
+    }
   }
 
   /** One pending status write per Service (the latest wins); a few workers drain the queue at the limiter's pace. */
   private enqueueStatus(uid: string, write: () => Promise<void>): void {
     this.statusQueue.set(uid, write);
     this.stats.statusQueue = this.statusQueue.size;
-    while (this.statusWorkers < 8 && this.statusWorkers < this.statusQueue.size) {
+    while (this.statusWorkers < (this.o.statusWorkers ?? 8) && this.statusWorkers < this.statusQueue.size) {
       this.statusWorkers++;
       void this.drain();
     }
@@ -246,12 +313,16 @@ export class AllocationController {
         const [uid, write] = next.value;
         this.statusQueue.delete(uid);
         this.stats.statusQueue = this.statusQueue.size;
+        this.inFlight.add(uid);
         try {
           await write();
         } catch (err) {
+          this.stats.statusFailed++;
           this.o.log.warn({ uid, err: err instanceof Error ? err.message : String(err) }, 'status write failed; retrying on the next pass');
           // The repair loop in pass() notices the drift and enqueues it again.
           setTimeout(() => this.schedule(), 1000).unref();
+        } finally {
+          this.inFlight.delete(uid);
         }
       }
     } finally {
@@ -259,8 +330,12 @@ export class AllocationController {
     }
   }
 
-  /** Reports a problem once per distinct message, so a stuck Service does not repeat its Event every pass. */
+  /**
+   * Reports a problem as an Event, once per distinct message, and only from the allocator: every host sees
+   * the same problem, and one Event is enough.
+   */
   private problem(svc: V1Service, reason: EventReason, message: string): void {
+    if (!this.o.isLeader()) return;
     const uid = svc.metadata?.uid ?? '';
     if (this.lastProblem.get(uid) === message) return;
     this.lastProblem.set(uid, message);
