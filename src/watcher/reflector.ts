@@ -85,8 +85,10 @@ export class Reflector<T extends KubernetesObject> {
   private resyncTimer: NodeJS.Timeout | undefined;
   /** Set by the resync timer: the running watch ends and the loop relists. */
   private resyncDue = false;
-  /** Set when a handler failed on an event: the cache may be behind, so relist rather than resume. */
+  /** Set when a handler failed on an event: the consumer missed a change, so relist rather than resume. */
   private relistDue = false;
+  /** Keys whose add/update a handler failed on: the next relist reports them again whatever their version. */
+  private readonly missed = new Set<string>();
   private listing = false;
   readonly stats: ReflectorStats;
 
@@ -141,6 +143,8 @@ export class Reflector<T extends KubernetesObject> {
         if (!this.resourceVersion || this.resyncDue || this.relistDue) {
           const resync = this.resyncDue;
           const repair = this.relistDue;
+          // A handler that keeps failing must not turn into a relist loop.
+          if (repair) await sleep(this.backoff.next(), this.stopController.signal);
           this.resyncDue = false;
           this.relistDue = false;
           await this.relist().catch((err: unknown) => {
@@ -205,11 +209,13 @@ export class Reflector<T extends KubernetesObject> {
     this.stats.objects = this.store.size;
     this.stats.resourceVersion = rv;
     // Handlers run with the cache already complete, so a handler reading the cache sees the new list.
-    for (const [key, was] of old) if (!fresh.has(key)) this.notify('delete', was, was);
+    const missed = new Set(this.missed);
+    this.missed.clear();
+    for (const [key, was] of old) if (!fresh.has(key)) this.notifyDelete(key, was);
     for (const [key, obj] of fresh) {
       const was = old.get(key);
-      if (!was) this.notify('add', obj, undefined);
-      else if (was.metadata?.resourceVersion !== obj.metadata?.resourceVersion && !this.opts.equivalent?.(was, obj)) this.notify('update', obj, was);
+      if (!was) this.notifyUpsert(key, 'add', obj, undefined);
+      else if (missed.has(key) || (was.metadata?.resourceVersion !== obj.metadata?.resourceVersion && !this.opts.equivalent?.(was, obj))) this.notifyUpsert(key, 'update', obj, was);
     }
     this.stats.relists++;
     this.stats.synced = true;
@@ -223,14 +229,25 @@ export class Reflector<T extends KubernetesObject> {
     return this.opts.trim ? this.opts.trim(obj) : trimManagedFields(obj);
   }
 
-  private notify(type: ChangeType, obj: T, old: T | undefined): void {
+  private notify(type: ChangeType, obj: T, old: T | undefined): boolean {
     try {
       this.opts.onChange(type, obj, old);
+      return true;
     } catch (err) {
-      // The cache is right; the consumer missed a change. The next relist tells it again.
+      // The consumer missed a change; the relist that follows tells it again (see missed and notifyDelete).
       this.relistDue = true;
       this.opts.log.error({ kind: this.opts.kind, err: describe(err) }, 'change handler failed; relisting');
+      return false;
     }
+  }
+
+  private notifyUpsert(key: string, type: 'add' | 'update', obj: T, old: T | undefined): void {
+    if (!this.notify(type, obj, old)) this.missed.add(key);
+  }
+
+  private notifyDelete(key: string, was: T): void {
+    // Kept in the cache until a handler took the deletion, so the next relist finds it gone again.
+    if (!this.notify('delete', was, was) && !this.store.has(key)) this.store.set(key, was);
   }
 
   private apply(type: string, obj: T): void {
@@ -238,12 +255,12 @@ export class Reflector<T extends KubernetesObject> {
     const old = this.store.get(key);
     if (type === 'DELETED') {
       this.store.delete(key);
-      this.notify('delete', obj, old);
+      this.notifyDelete(key, old ?? obj);
     } else {
       const trimmed = this.trim(obj);
       this.store.set(key, trimmed);
-      if (!old) this.notify('add', trimmed, undefined);
-      else if (!this.opts.equivalent?.(old, trimmed)) this.notify('update', trimmed, old);
+      if (!old) this.notifyUpsert(key, 'add', trimmed, undefined);
+      else if (!this.opts.equivalent?.(old, trimmed)) this.notifyUpsert(key, 'update', trimmed, old);
     }
     this.stats.objects = this.store.size;
   }
