@@ -89,10 +89,11 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
       problemEvents.update(d.problems);
       dataPlane.update(d);
       lastComputeMs = performance.now() - t0;
+      log.debug({ virtualServices: d.virtualServices.length, realServers: d.virtualServices.reduce((n, v) => n + v.realServers.length, 0), ms: Math.round(lastComputeMs) }, 'desired state computed');
     }, Math.max(config.reconcile.coalesceMs, 2 * lastComputeMs));
   };
 
-  const cluster = new ClusterWatcher(clients, log, { servicesChanged: () => controller.schedule(), changed: recomputeDesired }, { resyncSeconds: config.kubernetes.resyncSeconds });
+  const cluster = new ClusterWatcher(clients, log, { service: (_t, svc, old) => controller.noteService(svc, old), allServices: () => controller.schedule(true), changed: recomputeDesired }, { resyncSeconds: config.kubernetes.resyncSeconds });
   const elector = new LeaderElector({
     api: clients.coordination, namespace: config.kubernetes.lease.namespace, name: config.kubernetes.lease.name,
     identity: config.hostName, durationSeconds: config.kubernetes.lease.durationSeconds,
@@ -100,7 +101,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     limiter: clients.limiter, log,
     onStartedLeading: (term) => {
       log.info({ term }, 'this host is now the allocator');
-      controller.schedule();
+      controller.schedule(true);
     },
     onStoppedLeading: () => log.warn('this host is no longer the allocator'),
   });
@@ -163,7 +164,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     Object.assign(config, next);
     log.level = o.logLevel ?? config.logging.level;
     await dataPlane.reconfigure(config);
-    controller.schedule();
+    controller.schedule(true);
     recomputeDesired();
     log.info('config reloaded');
     return { ok: true, summary: summarizeConfig(config) };
@@ -198,7 +199,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   elector.start();
   const expireTimer = setInterval(() => {
     try {
-      if (ipam.expire({ now: Date.now(), term: elector.status.term }).length > 0) controller.schedule();
+      if (ipam.expire({ now: Date.now(), term: elector.status.term }).length > 0) controller.schedule(true);
     } catch (err) {
       log.error({ err: (err as Error).message }, 'could not expire quarantines');
     }

@@ -6,6 +6,12 @@
 // status is patched, so an address that the cluster has seen is always on disk. A burst is decided in chunks
 // with the event loop free in between, so the first statuses go out while the rest is still being decided
 // and a Lease renewal never waits behind 10,000 decisions.
+//
+// Passes are incremental: a Service change marks that Service, and the next pass looks at the marked ones
+// only (with 10,000 Services, every status echo would otherwise cost a look at all of them). A full pass runs
+// at start, when this host becomes the allocator, after every (re)list of Services or Namespaces (so the
+// periodic resync is also a full check), on config reload and when quarantines end. Refused Services are
+// looked at again whenever an allocation changed, since a release may be what they were waiting for.
 import type { V1Service } from '@kubernetes/client-node';
 import type { Config } from '../config/types.js';
 import { parseIp } from '../ipam/address.js';
@@ -41,6 +47,7 @@ export interface AllocationControllerOptions {
 
 export interface AllocationStats {
   passes: number;
+  fullPasses: number;
   decisions: number;
   refusals: number;
   released: number;
@@ -73,10 +80,16 @@ export class AllocationController {
    * the cache still shows the old status, which is no reason to write again.
    */
   private readonly awaitingEcho = new Map<string, string | undefined>();
+  /** Services changed since the last pass, by `namespace/name`, and the uids they had (a deletion's uid). */
+  private readonly dirtyKeys = new Set<string>();
+  private readonly dirtyUids = new Map<string, string>();
+  private fullDue = true;
+  /** Services whose last decision was a refusal, by uid: retried when allocations change. */
+  private readonly refused = new Map<string, string>();
   /** Parsed requests by uid, valid while resourceVersion and the namespace's labels are unchanged. */
   private readonly parsed = new Map<string, { rv: string | undefined; nsRv: string | undefined; result: ParsedService }>();
   private statusWorkers = 0;
-  readonly stats: AllocationStats = { passes: 0, decisions: 0, refusals: 0, released: 0, followed: 0, statusQueue: 0, statusWritten: 0, statusFailed: 0, lastPassMs: 0 };
+  readonly stats: AllocationStats = { passes: 0, fullPasses: 0, decisions: 0, refusals: 0, released: 0, followed: 0, statusQueue: 0, statusWritten: 0, statusFailed: 0, lastPassMs: 0 };
   private readonly now: () => number;
 
   constructor(private readonly o: AllocationControllerOptions) {
@@ -89,7 +102,8 @@ export class AllocationController {
    */
   async start(): Promise<void> {
     await this.o.cluster.waitForSync();
-    const { requests, byUid } = this.collect();
+    const { requests, byUid } = this.collect(true);
+    this.fullDue = false;
     const observed = new Map<string, RequestedIp[]>();
     for (const [uid, svc] of byUid) {
       const ips = observedIps(svc);
@@ -105,8 +119,23 @@ export class AllocationController {
     this.schedule();
   }
 
-  /** Coalesces triggers: at most one pass runs, and one more follows if anything changed meanwhile. */
-  schedule(): void {
+  /** A Service was added, changed or deleted: the next pass looks at it. */
+  noteService(svc: V1Service, old?: V1Service): void {
+    for (const s of [svc, old]) {
+      if (!s?.metadata) continue;
+      const key = `${s.metadata.namespace ?? ''}/${s.metadata.name ?? ''}`;
+      this.dirtyKeys.add(key);
+      if (s.metadata.uid) this.dirtyUids.set(s.metadata.uid, key);
+    }
+    this.schedule();
+  }
+
+  /**
+   * Coalesces triggers: at most one pass runs, and one more follows if anything changed meanwhile. `full`
+   * asks for a look at every Service.
+   */
+  schedule(full = false): void {
+    if (full) this.fullDue = true;
     if (!this.started) return;
     if (this.running) {
       this.again = true;
@@ -120,12 +149,15 @@ export class AllocationController {
     try {
       do {
         this.again = false;
+        const t0 = performance.now();
         try {
           await this.pass();
         } catch (err) {
           this.o.log.error({ err: err instanceof Error ? err.message : String(err) }, 'allocation pass failed; retrying in 1 s');
-          setTimeout(() => this.schedule(), 1000).unref();
+          setTimeout(() => this.schedule(true), 1000).unref();
         }
+        // Spaced by twice their cost, passes take at most a third of the CPU however fast changes arrive.
+        if (this.again) await new Promise((r) => setTimeout(r, Math.min(1000, 2 * (performance.now() - t0))));
       } while (this.again);
     } finally {
       this.running = false;
@@ -135,25 +167,59 @@ export class AllocationController {
   /** Every Service by uid, ours or not, as of the last collect(): lookups in a pass stay O(1). */
   private allByUid = new Map<string, V1Service>();
 
-  private collect(): { requests: ServiceRequest[]; byUid: Map<string, V1Service> } {
+  /**
+   * The Services to look at: every Service (full), or the changed ones. `byUid` holds those of them that are
+   * ours; `gone` the uids among them that the ledger holds but that are no longer a Service of ours.
+   */
+  private collect(full: boolean): { requests: ServiceRequest[]; byUid: Map<string, V1Service>; gone: string[] } {
     const requests: ServiceRequest[] = [];
     const byUid = new Map<string, V1Service>();
-    this.allByUid = new Map();
-    for (const svc of this.o.cluster.services.list()) {
-      const uid = svc.metadata?.uid;
-      if (!uid) continue;
+    const consider = (svc: V1Service | undefined) => {
+      const uid = svc?.metadata?.uid;
+      if (!svc || !uid) return;
       this.allByUid.set(uid, svc);
-      if (!isOurService(svc, this.o.config.kubernetes)) continue;
+      if (!isOurService(svc, this.o.config.kubernetes)) return;
       byUid.set(uid, svc);
       const parsed = this.parse(svc, uid);
       if (!parsed.ok) {
         this.problem(svc, 'InvalidAnnotation', parsed.refusal.message);
-        continue;
+        return;
       }
       requests.push(parsed.service);
+    };
+    let gone: string[];
+    if (full) {
+      this.allByUid = new Map();
+      for (const svc of this.o.cluster.services.list()) consider(svc);
+      for (const uid of this.parsed.keys()) if (!byUid.has(uid)) this.parsed.delete(uid);
+      gone = this.o.ipam.ipam.uids().filter((uid) => !byUid.has(uid));
+    } else {
+      const keys = new Set(this.dirtyKeys);
+      for (const key of this.refused.values()) keys.add(key);
+      for (const key of keys) {
+        const slash = key.indexOf('/');
+        consider(this.o.cluster.services.get(key.slice(0, slash), key.slice(slash + 1)));
+      }
+      gone = [];
+      for (const uid of this.dirtyUids.keys()) {
+        if (byUid.has(uid)) continue;
+        this.allByUid.delete(uid);
+        this.parsed.delete(uid);
+        this.refused.delete(uid);
+        if (this.o.ipam.ipam.allocationsOf(uid).length > 0) gone.push(uid);
+        // Still in the API but not ours (type or class changed): keep it for the status clean-up below.
+        const current = this.lookup(this.dirtyUids.get(uid)!);
+        if (current?.metadata?.uid === uid) this.allByUid.set(uid, current);
+      }
     }
-    for (const uid of this.parsed.keys()) if (!byUid.has(uid)) this.parsed.delete(uid);
-    return { requests, byUid };
+    this.dirtyKeys.clear();
+    this.dirtyUids.clear();
+    return { requests, byUid, gone };
+  }
+
+  private lookup(key: string): V1Service | undefined {
+    const slash = key.indexOf('/');
+    return this.o.cluster.services.get(key.slice(0, slash), key.slice(slash + 1));
   }
 
   private parse(svc: V1Service, uid: string): ParsedService {
@@ -171,11 +237,12 @@ export class AllocationController {
     const t0 = performance.now();
     const now = this.now();
     const term = this.o.term();
-    const { requests, byUid } = this.collect();
+    const full = this.fullDue;
+    this.fullDue = false;
+    const { requests, byUid, gone: goneUids } = this.collect(full);
     let changed = false;
 
     // Releases: Services that are gone, or no longer ours. Every host does this for its own ledger.
-    const goneUids = this.o.ipam.ipam.uids().filter((uid) => !byUid.has(uid));
     if (goneUids.length > 0) {
       const released = this.o.ipam.release(goneUids.map((uid) => ({ uid, reason: 'ServiceGoneOrNotOurs' })), { now, term });
       changed = true;
@@ -194,6 +261,7 @@ export class AllocationController {
       for (const uid of goneUids) {
         this.lastProblem.delete(uid);
         this.awaitingEcho.delete(uid);
+        this.refused.delete(uid);
       }
     }
 
@@ -242,8 +310,13 @@ export class AllocationController {
       }
     }
     this.stats.passes++;
+    if (full) this.stats.fullPasses++;
     this.stats.lastPassMs = performance.now() - t0;
-    if (changed) this.o.onAllocationsChanged?.();
+    if (changed) {
+      this.o.onAllocationsChanged?.();
+      // A release may be what a refused Service was waiting for: look at those again.
+      if (this.refused.size > 0) this.schedule();
+    }
   }
 
   /** The cached Service if it is still the one collected (same uid and resourceVersion). */
@@ -261,11 +334,13 @@ export class AllocationController {
       if (!svc) continue;
       if (!d.ok && d.refusal) {
         this.stats.refusals++;
+        this.refused.set(d.uid, `${svc.metadata?.namespace ?? ''}/${svc.metadata?.name ?? ''}`);
         const reason: EventReason = d.refusal.reason === 'SharingConflict' ? 'SharingConflict' : d.refusal.reason === 'InvalidAnnotation' ? 'InvalidAnnotation' : 'AllocationFailed';
         this.problem(svc, reason, `${d.refusal.reason}: ${d.refusal.message}`);
         continue;
       }
       this.lastProblem.delete(d.uid);
+      this.refused.delete(d.uid);
       for (const c of d.changes) {
         if (c.kind === 'allocate') void this.o.events.record(svc, 'IPAllocated', `allocated ${c.allocation.address} from pool ${c.allocation.pool}`);
         if (c.kind === 'release') void this.o.events.record(svc, 'IPReleased', `released ${c.allocation.address}: ${c.reason}`);
@@ -318,9 +393,12 @@ export class AllocationController {
           await write();
         } catch (err) {
           this.stats.statusFailed++;
-          this.o.log.warn({ uid, err: err instanceof Error ? err.message : String(err) }, 'status write failed; retrying on the next pass');
-          // The repair loop in pass() notices the drift and enqueues it again.
-          setTimeout(() => this.schedule(), 1000).unref();
+          this.o.log.warn({ uid, err: err instanceof Error ? err.message : String(err) }, 'status write failed; retrying in 1 s');
+          // The repair loop in pass() notices the drift of a marked Service and enqueues it again.
+          setTimeout(() => {
+            const svc = this.allByUid.get(uid);
+            if (svc) this.noteService(svc);
+          }, 1000).unref();
         } finally {
           this.inFlight.delete(uid);
         }

@@ -52,8 +52,8 @@ export interface ClusterWatcherOptions {
 export interface ClusterEvents {
   /** A Service was added, changed or deleted (deleted: the last known object). */
   service?: (type: ChangeType, svc: V1Service, old: V1Service | undefined) => void;
-  /** A Service or Namespace changed: what allocation depends on. */
-  servicesChanged?: () => void;
+  /** Every Service needs a fresh look: the Services were (re)listed, or Namespace labels changed. */
+  allServices?: () => void;
   /** Anything changed that may alter the desired kernel state. */
   changed?: () => void;
 }
@@ -68,8 +68,8 @@ export class ClusterWatcher {
 
   constructor(clients: KubeClients, log: Logger, events: ClusterEvents, opts: ClusterWatcherOptions = { resyncSeconds: 300 }) {
     const changed = () => events.changed?.();
-    const servicesChanged = () => {
-      events.servicesChanged?.();
+    const allServices = () => {
+      events.allServices?.();
       changed();
     };
     const onSynced = (kind: string, signal: () => void) => () => {
@@ -84,9 +84,9 @@ export class ClusterWatcher {
       trim: trimService,
       onChange: (t, s, old) => {
         events.service?.(t, s, old);
-        servicesChanged();
+        changed();
       },
-      onSynced: onSynced('Service', servicesChanged),
+      onSynced: onSynced('Service', allServices),
     });
     this.nodes = new Reflector<V1Node>({
       ...common, kind: 'Node', path: '/api/v1/nodes',
@@ -105,7 +105,7 @@ export class ClusterWatcher {
       list: ({ timeoutMs, ...o }) => clients.core.listNamespace(o, requestTimeout(timeoutMs)),
       trim: (n) => ({ metadata: { name: n.metadata?.name, labels: n.metadata?.labels, resourceVersion: n.metadata?.resourceVersion } }),
       equivalent: sameContent,
-      onChange: servicesChanged, onSynced: onSynced('Namespace', servicesChanged),
+      onChange: allServices, onSynced: onSynced('Namespace', allServices),
     });
   }
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { KubeSim, sampleCluster } from '../../lab/kube-sim/index.js';
 import { eventually, startDaemon, type DaemonHandle } from '../support/daemon.js';
+import { shippedRbacRules } from '../support/rbac.js';
 
 const CLASS = 'ipvs-lb.io/external';
 const QPS = 5;
@@ -38,7 +39,8 @@ describe('daemon policy against the API simulator (strict class, foreign ingress
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ipvs-lb-policy-'));
-    sim = await KubeSim.start({ historyWindow: 500 });
+    // Exactly the permissions deploy/rbac.yaml grants: whatever it would refuse on a real cluster fails here.
+    sim = await KubeSim.start({ historyWindow: 500, rules: shippedRbacRules() });
     const kubeconfig = await sim.writeKubeconfig(join(dir, 'kubeconfig'));
     sampleCluster(sim);
     sim.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ipvs-lb' } });
@@ -150,5 +152,9 @@ describe('daemon policy against the API simulator (strict class, foreign ingress
     const after = sim.totalRequests();
     assert.ok(counted >= before - 2 && counted <= after + 2, `metric ${counted}, simulator ${before}..${after}`);
     assert.match(text, /ipvs_lb_kubernetes_requests_total\{priority="background"\} [1-9]/);
+  });
+
+  it('was refused nothing by the permissions deploy/rbac.yaml grants', () => {
+    assert.doesNotMatch(daemon.log(), /Forbidden|\(403\)|"code":403/);
   });
 });

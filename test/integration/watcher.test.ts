@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type CoreV1Event, type V1Service } from '@kubernetes/client-node';
+import { CoreV1Api, type CoreV1Event, type V1Service } from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
 import { KubeSim } from '../../lab/kube-sim/index.js';
 import { waitFor } from '../../lab/kube-sim/testing.js';
@@ -20,6 +20,7 @@ import { LeaderElector } from '../../src/watcher/lease.js';
 import { isOurService } from '../../src/watcher/ours.js';
 import { Reflector, type ChangeType } from '../../src/watcher/reflector.js';
 import { StatusWriter } from '../../src/watcher/status.js';
+import { shippedRbacRules } from '../support/rbac.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
 
 /** client-node returns model class instances; compare their JSON. */
@@ -86,14 +87,16 @@ describe('watcher parts against the API simulator', { timeout: 180_000 }, () => 
     await waitFor('synced', () => r.stats.synced);
     assert.deepEqual(names(), ['a', 'b', 'c']);
     sim.resetCounts();
-    sim.dropWatches();
+    await waitFor('the watch open', () => sim.activeWatches === 1);
+    assert.equal(sim.dropWatches(), 1);
     sim.create(svc('d'));
     await waitFor('d', () => names().includes('d'));
-    sim.dropWatches({ abrupt: true });
+    await waitFor('the watch open again', () => sim.activeWatches === 1);
+    assert.equal(sim.dropWatches({ abrupt: true }), 1);
     sim.delete('v1', 'Service', 'a', 'default');
     await waitFor('a gone', () => !names().includes('a'));
     assert.equal(sim.requestCounts()['list services'] ?? 0, 0, 'no relist after a drop or a reset');
-    assert.ok(r.stats.watchRestarts + r.stats.errors >= 2, 'both watches ended and were resumed');
+    assert.ok(r.stats.watchRestarts + r.stats.errors >= 2, `both watches ended and were resumed: ${JSON.stringify(r.stats)} ${events.join(', ')}`);
     assert.deepEqual(events.filter((e) => ['a', 'd'].includes(e.split(' ')[1]!)), ['add a', 'add d', 'delete a']);
   });
 
@@ -237,39 +240,41 @@ describe('watcher parts against the API simulator', { timeout: 180_000 }, () => 
     });
   });
 
-  describe('status writes', () => {
+  describe('status writes (with only the permissions deploy/rbac.yaml grants)', () => {
+    before(() => sim.setRules(shippedRbacRules()));
+    after(() => sim.setRules([{ verbs: ['*'], apiGroups: ['*'], resources: ['*'] }]));
     const writer = () => new StatusWriter({ api: clients.core, limiter: clients.limiter, stillOurs: (s) => isOurService(s, K) });
-    const core = () => sim.kubeConfig().makeApiClient(CoreV1Api);
+    // The test's own changes go through the simulator directly, not through the restricted user.
+    const read = (name: string) => sim.get('v1', 'Service', name, 'default') as V1Service;
 
     it('retries a 409 after a fresh read, keeping the change that caused it', async () => {
-      const stale = await core().createNamespacedService({ namespace: 'default', body: svc('conflict') as V1Service });
-      await core().patchNamespacedService({ name: 'conflict', namespace: 'default', body: [{ op: 'add', path: '/metadata/labels', value: { team: 'a' } }] });
+      const stale = sim.create(svc('conflict')) as V1Service;
+      sim.patch('v1', 'Service', 'conflict', 'default', { metadata: { labels: { team: 'a' } } });
       const w = writer();
       assert.equal(await w.set(stale, ['192.0.2.10']), 'written');
       assert.equal(w.conflicts, 1);
-      const now = await core().readNamespacedService({ name: 'conflict', namespace: 'default' });
+      const now = read('conflict');
       assert.deepEqual(plain(now.status?.loadBalancer?.ingress), [{ ip: '192.0.2.10', ipMode: 'VIP' }]);
       assert.deepEqual(now.metadata?.labels, { team: 'a' });
       assert.equal(await w.set(now, ['192.0.2.10']), 'unchanged', 'no write when nothing changes');
     });
 
     it('writes nothing when the fresh read shows the Service is no longer ours, or gone', async () => {
-      const stale = await core().createNamespacedService({ namespace: 'default', body: svc('turned') as V1Service });
-      await core().patchNamespacedService({ name: 'turned', namespace: 'default', body: { spec: { type: 'ClusterIP' } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+      const stale = sim.create(svc('turned')) as V1Service;
+      sim.patch('v1', 'Service', 'turned', 'default', { spec: { type: 'ClusterIP' } });
       const w = writer();
       assert.equal(await w.set(stale, ['192.0.2.11']), 'not-ours');
-      assert.equal(((await core().readNamespacedService({ name: 'turned', namespace: 'default' })).status?.loadBalancer?.ingress ?? []).length, 0);
-      const gone = await core().createNamespacedService({ namespace: 'default', body: svc('gone') as V1Service });
+      assert.equal((read('turned').status?.loadBalancer?.ingress ?? []).length, 0);
+      const gone = sim.create(svc('gone')) as V1Service;
       sim.delete('v1', 'Service', 'gone', 'default');
       assert.equal(await w.set(gone, ['192.0.2.12']), 'gone');
     });
 
     it('takes only its own addresses out of an ingress that another controller also wrote', async () => {
-      const s = await core().createNamespacedService({ namespace: 'default', body: svc('mixed') as V1Service });
-      const withBoth = await core().replaceNamespacedServiceStatus({ name: 'mixed', namespace: 'default', body: { ...s, status: { loadBalancer: { ingress: [{ ip: '192.0.2.13', ipMode: 'VIP' }, { hostname: 'lb.other.example' }, { ip: '198.51.100.99', ipMode: 'Proxy' }] } } } });
+      const s = sim.create(svc('mixed')) as V1Service;
+      const withBoth = sim.update({ ...(s as Record<string, unknown>), status: { loadBalancer: { ingress: [{ ip: '192.0.2.13', ipMode: 'VIP' }, { hostname: 'lb.other.example' }, { ip: '198.51.100.99', ipMode: 'Proxy' }] } } } as never, 'status') as V1Service;
       assert.equal(await writer().clear(withBoth, ['192.0.2.13']), 'written');
-      const now = await core().readNamespacedService({ name: 'mixed', namespace: 'default' });
-      assert.deepEqual(plain(now.status?.loadBalancer?.ingress), [{ hostname: 'lb.other.example' }, { ip: '198.51.100.99', ipMode: 'Proxy' }]);
+      assert.deepEqual(plain(read('mixed').status?.loadBalancer?.ingress), [{ hostname: 'lb.other.example' }, { ip: '198.51.100.99', ipMode: 'Proxy' }]);
     });
   });
 

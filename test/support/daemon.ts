@@ -34,7 +34,7 @@ export interface DaemonHandle {
   stop(signal?: NodeJS.Signals): Promise<number | string>;
 }
 
-export async function startDaemon(opts: { name: string; dir: string; kubeconfig: string; config?: Record<string, unknown>; args?: string[] }): Promise<DaemonHandle> {
+export async function startDaemon(opts: { name: string; dir: string; kubeconfig: string; config?: Record<string, unknown>; args?: string[]; nodeArgs?: string[] }): Promise<DaemonHandle> {
   mkdirSync(opts.dir, { recursive: true });
   const port = await freePort();
   const config = {
@@ -53,7 +53,7 @@ export async function startDaemon(opts: { name: string; dir: string; kubeconfig:
   const logPath = join(opts.dir, 'daemon.log');
   const logStream = createWriteStream(logPath, { flags: 'a' });
   // IPVS_LB_DAEMON_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the daemon of a test or benchmark.
-  const nodeArgs = process.env.IPVS_LB_DAEMON_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const nodeArgs = [...(opts.nodeArgs ?? []), ...(process.env.IPVS_LB_DAEMON_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
   const child = spawn(process.execPath, [...nodeArgs, cli, 'daemon', '--config', configPath, '--log-level', 'debug', ...(opts.args ?? ['--no-kernel'])], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.pipe(logStream);
   child.stderr!.pipe(logStream);
