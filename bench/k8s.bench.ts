@@ -20,8 +20,9 @@
 //   last status.
 // - memory: the daemon's resident set (VmRSS, and VmHWM as the peak) idle, after the 10,000 Services, after
 //   500 nodes joined (every virtual service then has 500 real servers), and after node churn; and its live
-//   heap after the last full garbage collection (--trace-gc), which is what it really holds: V8 lets garbage
-//   pile up to a few hundred MB before it compacts, and RSS counts that too.
+//   heap after the last full garbage collection of each phase (--trace-gc; null when V8 ran none in that phase),
+//   which is what it really holds: V8 lets garbage pile up to a few hundred MB before it compacts, and RSS
+//   counts that too.
 //
 // Baseline, same run: how fast the simulator takes status patches from an unthrottled client, so a reader can
 // see whether the simulator, not the daemon, was the limit (ratio_sim_capacity_to_qps well above 1 is needed).
@@ -66,10 +67,15 @@ function quantileMs(buckets: Bucket[], q: number): number {
  * The V8 heap still in use after the daemon's last full garbage collection (from --trace-gc lines in its log):
  * what the daemon really holds. RSS also counts garbage V8 has not collected yet, because nothing pressed it.
  */
-function liveHeapMb(d: DaemonHandle): number {
-  const lines = d.log().match(/Mark-Compact[^\n]*?-> ([\d.]+) \(/g) ?? [];
-  const last = lines.at(-1);
-  return last ? Math.round(Number(/-> ([\d.]+) \(/.exec(last)![1])) : NaN;
+function fullGcs(d: DaemonHandle): string[] {
+  return d.log().match(/Mark-Compact[^\n]*?-> ([\d.]+) \(/g) ?? [];
+}
+
+/** The live heap after the last full collection since `since` full collections had happened; null if none. */
+function liveHeapMb(d: DaemonHandle, since: number): number | null {
+  const lines = fullGcs(d);
+  if (lines.length <= since) return null;
+  return Math.round(Number(/-> ([\d.]+) \(/.exec(lines.at(-1)!)![1]));
 }
 
 function memoryMb(pid: number): { rss: number; hwm: number } {
@@ -162,6 +168,7 @@ export default defineBenchmark({
         }, () => undefined);
         // The daemon's bucket is full again after the idle wait above.
         sim.resetCounts();
+        const gcsAtBurst = fullGcs(daemon).length;
         const t0 = performance.now();
         timers.push(setInterval(() => process.stderr.write(`bench k8s: ${seen.size}/${count} statuses after ${Math.round((performance.now() - t0) / 1000)} s (daemon log: ${daemon.dir}/daemon.log)\n`), 10_000));
         for (let i = 0; i < count; i++) {
@@ -188,7 +195,8 @@ export default defineBenchmark({
         const decisions = histogram(metrics, 'ipvs_lb_allocation_decision_seconds');
         const within10 = (decisions.find((b) => b.le === 0.01)?.n ?? 0) / (decisions.at(-1)?.n || 1);
         const afterServices = memoryMb(daemon.child.pid!);
-        const heapAfterServices = liveHeapMb(daemon);
+        const heapAfterServices = liveHeapMb(daemon, gcsAtBurst);
+        const gcsAtNodes = fullGcs(daemon).length;
         for (let i = 3; i < NODES; i++) addNode(i);
         const n0 = performance.now();
         // From the daemon's debug log, not its API: listing 5 million real servers would itself cost memory.
@@ -198,7 +206,8 @@ export default defineBenchmark({
         const computeMs = Number(new RegExp(`${want}"ms":(\\d+)`).exec(daemon.log())?.[1]);
         await settled(daemon);
         const afterNodes = memoryMb(daemon.child.pid!);
-        const heapAfterNodes = liveHeapMb(daemon);
+        const heapAfterNodes = liveHeapMb(daemon, gcsAtNodes);
+        const gcsAtChurn = fullGcs(daemon).length;
         // Churn: a tenth of the nodes go NotReady and come back, twice.
         for (let round = 0; round < 2; round++) {
           for (const ready of [false, true]) {
@@ -208,7 +217,7 @@ export default defineBenchmark({
         }
         await settled(daemon);
         const afterChurn = memoryMb(daemon.child.pid!);
-        const heapAfterChurn = liveHeapMb(daemon);
+        const heapAfterChurn = liveHeapMb(daemon, gcsAtChurn);
         // The one look at the whole desired state, after the measurements: every Service has every node.
         const sample = (await daemon.api<{ virtualServices?: { realServers: unknown[] }[] }>(`/api/v1/services/bench/svc-${count - 1}`)).body;
         if (sample.virtualServices?.[0]?.realServers.length !== NODES) throw new Error(`bench k8s: svc-${count - 1} has ${sample.virtualServices?.[0]?.realServers.length} real servers, not ${NODES}`);

@@ -40,7 +40,7 @@ describe('daemon policy against the API simulator (strict class, foreign ingress
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ipvs-lb-policy-'));
     // Exactly the permissions deploy/rbac.yaml grants: whatever it would refuse on a real cluster fails here.
-    sim = await KubeSim.start({ historyWindow: 500, rules: shippedRbacRules() });
+    sim = await KubeSim.start({ historyWindow: 500, rules: shippedRbacRules(), serviceCIDRs: ['203.0.113.128/25', '2001:db8:cafe::/112'] });
     const kubeconfig = await sim.writeKubeconfig(join(dir, 'kubeconfig'));
     sampleCluster(sim);
     sim.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ipvs-lb' } });
@@ -49,6 +49,7 @@ describe('daemon policy against the API simulator (strict class, foreign ingress
       pools: [
         { name: 'default', addresses: ['192.0.2.0/24'], avoidBuggyIPs: true },
         { name: 'tiny', addresses: ['198.51.100.7/32'], autoAssign: false },
+        { name: 'v6', addresses: ['2001:db8:1b::/120'] },
       ],
     } });
     await eventually('lb1 holds the Lease', () => ((sim.get('coordination.k8s.io/v1', 'Lease', 'ipvs-lb-allocator', 'ipvs-lb') as { spec: { holderIdentity?: string } } | undefined)?.spec.holderIdentity === 'lb1' ? true : undefined));
@@ -82,6 +83,17 @@ describe('daemon policy against the API simulator (strict class, foreign ingress
     for (const n of ['classless', 'foreign', 'classless-foreign']) assert.deepEqual(eventsOf(n), [], `no Event on ${n}`);
     const ledger = (await daemon.api<{ items: { name: string }[] }>('/api/v1/allocations')).body.items.map((a) => a.name).sort();
     assert.deepEqual(ledger, ['ours', 'ours-2']);
+  });
+
+  it('a dual-stack Service gets one ingress entry per family, primary family first, each with ipMode VIP', async () => {
+    sim.create({
+      apiVersion: 'v1', kind: 'Service', metadata: { name: 'dual', namespace: 'default' },
+      spec: { type: 'LoadBalancer', loadBalancerClass: CLASS, ipFamilyPolicy: 'RequireDualStack', ipFamilies: ['IPv6', 'IPv4'], ports: [{ port: 80 }] },
+    });
+    await eventually('both families', () => (ingress('dual').length === 2 ? true : undefined), 60_000);
+    const [v6, v4] = get('dual').status!.loadBalancer!.ingress!;
+    assert.match(`${v6!.ip} ${v6!.ipMode}`, /^2001:db8:1b::[0-9a-f]* VIP$/);
+    assert.match(`${v4!.ip} ${v4!.ipMode}`, /^192\.0\.2\.\d+ VIP$/);
   });
 
   it('Events: AllocationFailed with its reason, InvalidAnnotation, SharingConflict; a bad annotation affects only its own Service', async () => {
