@@ -85,10 +85,11 @@ export function makeKubeClients(k: Pick<KubernetesConfig, 'kubeconfig' | 'inClus
  * a request to an API server that stopped answering (a blackholed address, a hung proxy) waits for TCP to
  * give up, many minutes; a Lease renewal stuck like that would keep a host believing it is the allocator.
  */
-export function requestTimeout(ms: number, opt?: ConfigurationOptions<ObservableMiddleware>): ConfigurationOptions<ObservableMiddleware> {
+export function requestTimeout(ms: number, opt?: ConfigurationOptions<ObservableMiddleware>, cancel?: AbortSignal): ConfigurationOptions<ObservableMiddleware> {
   const timeout: ObservableMiddleware = {
     pre: (ctx) => {
-      ctx.setSignal(AbortSignal.timeout(ms));
+      // `cancel` ends the request early too (the daemon stopping must not wait for a silent server).
+      ctx.setSignal(cancel ? AbortSignal.any([AbortSignal.timeout(ms), cancel]) : AbortSignal.timeout(ms));
       return new Observable(Promise.resolve(ctx));
     },
     post: (res) => new Observable(Promise.resolve(res)),

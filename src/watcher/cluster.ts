@@ -80,7 +80,7 @@ export class ClusterWatcher {
     const common = { kubeConfig: clients.kubeConfig, limiter: clients.limiter, log, resyncMs: opts.resyncSeconds * 1000 };
     this.services = new Reflector<V1Service>({
       ...common, kind: 'Service', path: '/api/v1/services',
-      list: ({ timeoutMs, ...o }) => clients.core.listServiceForAllNamespaces(o, requestTimeout(timeoutMs)),
+      list: ({ timeoutMs, signal, ...o }) => clients.core.listServiceForAllNamespaces(o, requestTimeout(timeoutMs, undefined, signal)),
       trim: trimService,
       onChange: (t, s, old) => {
         events.service?.(t, s, old);
@@ -90,19 +90,19 @@ export class ClusterWatcher {
     });
     this.nodes = new Reflector<V1Node>({
       ...common, kind: 'Node', path: '/api/v1/nodes',
-      list: ({ timeoutMs, ...o }) => clients.core.listNode(o, requestTimeout(timeoutMs)),
+      list: ({ timeoutMs, signal, ...o }) => clients.core.listNode(o, requestTimeout(timeoutMs, undefined, signal)),
       trim: trimNode, equivalent: sameContent,
       onChange: changed, onSynced: onSynced('Node', changed),
     });
     this.endpointSlices = new Reflector<V1EndpointSlice>({
       ...common, kind: 'EndpointSlice', path: '/apis/discovery.k8s.io/v1/endpointslices',
-      list: ({ timeoutMs, ...o }) => clients.discovery.listEndpointSliceForAllNamespaces(o, requestTimeout(timeoutMs)),
+      list: ({ timeoutMs, signal, ...o }) => clients.discovery.listEndpointSliceForAllNamespaces(o, requestTimeout(timeoutMs, undefined, signal)),
       trim: trimEndpointSlice, equivalent: sameContent,
       onChange: changed, onSynced: onSynced('EndpointSlice', changed),
     });
     this.namespaces = new Reflector<V1Namespace>({
       ...common, kind: 'Namespace', path: '/api/v1/namespaces',
-      list: ({ timeoutMs, ...o }) => clients.core.listNamespace(o, requestTimeout(timeoutMs)),
+      list: ({ timeoutMs, signal, ...o }) => clients.core.listNamespace(o, requestTimeout(timeoutMs, undefined, signal)),
       trim: (n) => ({ metadata: { name: n.metadata?.name, labels: n.metadata?.labels, resourceVersion: n.metadata?.resourceVersion } }),
       equivalent: sameContent,
       onChange: allServices, onSynced: onSynced('Namespace', allServices),

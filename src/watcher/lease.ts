@@ -81,9 +81,12 @@ export class LeaderElector {
     }
   }
 
-  /** Each request may take up to the renew deadline; the deadline timer decides leadership, not the request. */
+  /**
+   * Each request may take up to the renew deadline (the deadline timer decides leadership, not the request);
+   * stop() cancels a campaign request at once.
+   */
   private get options() {
-    return requestTimeout(Math.max(1000, this.o.renewDeadlineSeconds * 1000));
+    return requestTimeout(Math.max(1000, this.o.renewDeadlineSeconds * 1000), undefined, this.stopped ? undefined : this.stopController.signal);
   }
 
   private setLeader(leader: boolean): void {

@@ -24,8 +24,8 @@ export interface ReflectorOptions<T extends KubernetesObject> {
   kubeConfig: KubeConfig;
   /** Watch path, e.g. /api/v1/services. */
   path: string;
-  /** One page of the list; must give up after `timeoutMs` (see requestTimeout()). */
-  list: (opts: { limit: number; _continue?: string; timeoutMs: number }) => Promise<ListPage<T>>;
+  /** One page of the list; must give up after `timeoutMs` or when `signal` aborts (see requestTimeout()). */
+  list: (opts: { limit: number; _continue?: string; timeoutMs: number; signal: AbortSignal }) => Promise<ListPage<T>>;
   limiter: TokenBucket;
   log: Logger;
   onChange: (type: ChangeType, obj: T, old: T | undefined) => void;
@@ -196,7 +196,7 @@ export class Reflector<T extends KubernetesObject> {
     let rv = '';
     do {
       await this.opts.limiter.take();
-      const page = await this.opts.list({ limit: this.opts.pageSize ?? 500, _continue: cont, timeoutMs: this.opts.listTimeoutMs ?? 60_000 });
+      const page = await this.opts.list({ limit: this.opts.pageSize ?? 500, _continue: cont, timeoutMs: this.opts.listTimeoutMs ?? 60_000, signal: this.stopController.signal });
       for (const item of page.items) fresh.set(keyOf(item), this.trim(item));
       cont = page.metadata?._continue || undefined;
       rv = page.metadata?.resourceVersion ?? rv;

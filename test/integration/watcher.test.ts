@@ -14,7 +14,7 @@ import { KubeSim } from '../../lab/kube-sim/index.js';
 import { waitFor } from '../../lab/kube-sim/testing.js';
 import { Backoff } from '../../src/util/backoff.js';
 import { TokenBucket } from '../../src/util/rate-limit.js';
-import { makeKubeClients, type KubeClients } from '../../src/watcher/client.js';
+import { makeKubeClients, requestTimeout, type KubeClients } from '../../src/watcher/client.js';
 import { EventRecorder } from '../../src/watcher/events.js';
 import { LeaderElector } from '../../src/watcher/lease.js';
 import { isOurService } from '../../src/watcher/ours.js';
@@ -62,18 +62,18 @@ describe('watcher parts against the API simulator', { timeout: 180_000 }, () => 
     rmSync(dir, { recursive: true, force: true });
   });
 
-  function reflector(opts: { c?: KubeClients; backoff?: Backoff; resyncMs?: number; silenceLimitSeconds?: number; onChange?: (t: ChangeType, s: V1Service) => void } = {}) {
+  function reflector(opts: { c?: KubeClients; backoff?: Backoff; resyncMs?: number; silenceLimitSeconds?: number; listTimeoutMs?: number; onChange?: (t: ChangeType, s: V1Service) => void } = {}) {
     const c = opts.c ?? clients;
     const { log, lines } = capturingLogger();
     const events: string[] = [];
     const r = new Reflector<V1Service>({
       kind: 'Service', kubeConfig: c.kubeConfig, path: '/api/v1/namespaces/default/services', limiter: c.limiter, log,
-      list: ({ timeoutMs: _t, ...o }) => c.core.listNamespacedService({ namespace: 'default', ...o }),
+      list: ({ timeoutMs, signal, ...o }) => c.core.listNamespacedService({ namespace: 'default', ...o }, requestTimeout(timeoutMs, undefined, signal)),
       onChange: (t, s) => {
         opts.onChange?.(t, s);
         events.push(`${t} ${s.metadata?.name}`);
       },
-      backoff: opts.backoff, resyncMs: opts.resyncMs, silenceLimitSeconds: opts.silenceLimitSeconds, pageSize: 2,
+      backoff: opts.backoff, resyncMs: opts.resyncMs, silenceLimitSeconds: opts.silenceLimitSeconds, listTimeoutMs: opts.listTimeoutMs, pageSize: 2,
     });
     r.start();
     cleanups.push(() => r.stop());
@@ -156,6 +156,18 @@ describe('watcher parts against the API simulator', { timeout: 180_000 }, () => 
     assert.deepEqual(names(), ['before'], 'the cache is kept while the server is silent');
     proxy.thaw();
     await waitFor('caught up', () => names().includes('during'), 20_000);
+  });
+
+  it('stops at once, also in the middle of a list the server never answers', async () => {
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port: sim.port });
+    cleanups.push(() => proxy.close());
+    const c = makeKubeClients({ kubeconfig: await proxy.kubeconfigVia(kubeconfig, join(dir, 'stop-proxy')), inCluster: false, qps: 1000, burst: 1000 });
+    proxy.freeze();
+    // A list timeout far beyond this test's own: stop() must cancel the request, not wait it out.
+    const { r } = reflector({ c, listTimeoutMs: 3_600_000 });
+    await waitFor('the list request open', () => proxy.connections > 0);
+    await r.stop();
+    assert.equal(r.stats.synced, false);
   });
 
   it('relists after a handler failed, so the consumer gets the change it missed, once', async () => {
