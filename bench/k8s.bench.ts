@@ -128,7 +128,7 @@ export default defineBenchmark({
       for (const ns of ['ipvs-lb', 'baseline', 'bench']) sim.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
 
       // Baseline: unthrottled status patches from a client built like the daemon's (kept-alive connections),
-      // 8 in flight as the daemon's status workers, on Services that two watchers see (the daemon and this
+      // 16 in flight as the daemon's status workers, on Services that two watchers see (the daemon and this
       // benchmark watch every Service).
       const { core } = makeKubeClients({ kubeconfig, inCluster: false, qps: QPS, burst: BURST });
       const baseN = quick ? 400 : 1000;
@@ -136,7 +136,7 @@ export default defineBenchmark({
       const baseWatches = await Promise.all([0, 1].map(() => new Watch(sim.kubeConfig()).watch('/api/v1/services', {}, () => undefined, () => undefined)));
       const b0 = performance.now();
       let next = 0;
-      await Promise.all(Array.from({ length: 8 }, async () => {
+      await Promise.all(Array.from({ length: 16 }, async () => {
         while (next < baseN) {
           const i = next++;
           await core.patchNamespacedServiceStatus({ name: `base-${i}`, namespace: 'baseline', body: { status: { loadBalancer: { ingress: [{ ip: '203.0.113.1' }] } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));

@@ -45,7 +45,11 @@ export interface AllocationControllerOptions {
   onAllocationsChanged?: () => void;
   /** Decision plus durable ledger write time of one transaction, and how many Services it decided (metrics). */
   onDecisions?: (ms: number, services: number) => void;
-  /** Status writes in flight at once; the rate limiter sets the pace, this only bounds concurrency. */
+  /**
+   * Status writes in flight at once (default 16); the rate limiter sets the pace, this only bounds concurrency.
+   * It must not be the limit itself: 8 writes in flight at 45 ms per round trip (a busy API server) are only
+   * 180 writes per second.
+   */
   statusWorkers?: number;
 }
 
@@ -378,7 +382,7 @@ export class AllocationController {
   private enqueueStatus(uid: string, write: () => Promise<void>): void {
     this.statusQueue.set(uid, write);
     this.stats.statusQueue = this.statusQueue.size;
-    while (this.statusWorkers < (this.o.statusWorkers ?? 8) && this.statusWorkers < this.statusQueue.size) {
+    while (this.statusWorkers < (this.o.statusWorkers ?? 16) && this.statusWorkers < this.statusQueue.size) {
       this.statusWorkers++;
       void this.drain();
     }
