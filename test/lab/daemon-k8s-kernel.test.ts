@@ -37,7 +37,7 @@ describe('lab: the daemon\'s kernel state across an API outage and a Service del
   const admin = (method: string, path: string, body?: unknown) =>
     vm.run(['curl', '-sS', '--fail-with-body', '--cacert', `${KUBE}/ca.crt`, '-H', `@${KUBE}/admin.header`, '-X', method, ...(body ? ['-d', JSON.stringify(body)] : []), `https://127.0.0.1:6443/kube-sim/v1/${path}`], { ns: 'lb1' });
   /** Services, schedulers, destinations, forwarding and weights; without the connection counters, which traffic moves. */
-  const ipvs = async () => (await vm.run(['ipvsadm', '-Ln'], { ns: 'lb1' })).stdout.replace(/(Route|Tunnel|Masq|Local)(\s+\d+)\s+\d+\s+\d+/g, '$1$2');
+  const ipvs = async () => (await vm.run(['ipvsadm', '-Ln'], { ns: 'lb1' })).stdout.split('\n').map((l) => l.replace(/^(\s+->\s+\S+\s+\S+\s+\d+)\s+\d+\s+\d+\s*$/, '$1')).join('\n');
   const vips = async () => (await vm.run(['ip', '-o', 'addr', 'show', 'dev', 'eth0'], { ns: 'lb1' })).stdout.split('\n').filter((l) => /inet 192\.0\.2\./.test(l)).map((l) => /inet (\S+)/.exec(l)![1]!).sort();
   let starts = 0;
   const startDaemon = () => vm.spawn(`daemon-${++starts}`, ['node', cli, 'daemon', '--config', '/tmp/lb1.yaml'], { ns: 'lb1' });
