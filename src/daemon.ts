@@ -20,13 +20,13 @@ import { DurableIpam } from './store/allocator.js';
 import { LedgerError } from './store/errors.js';
 import { createLogger, type Logger } from './util/log.js';
 import { version } from './util/version.js';
-import { TokenBucket } from './util/rate-limit.js';
 import { AllocationController } from './watcher/allocation-controller.js';
 import { makeKubeClients, KubeConfigError } from './watcher/client.js';
 import { ClusterWatcher } from './watcher/cluster.js';
 import { EventRecorder } from './watcher/events.js';
 import { LeaderElector } from './watcher/lease.js';
 import { isOurService } from './watcher/ours.js';
+import { ProblemEvents } from './watcher/problems.js';
 import { StatusWriter } from './watcher/status.js';
 import { groupForVip } from './vrrp/groups.js';
 
@@ -84,27 +84,32 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
       lastPass = { at: new Date().toISOString(), operations: r.operations, errors: r.errors, durationMs: r.durationMs };
     },
   }) ?? new DesiredOnlyDataPlane();
-  const startedAt = new Date().toISOString();
+  const startedAtMs = Date.now();
+  const startedAt = new Date(startedAtMs).toISOString();
   const problems = new Map<string, string[]>();
   let desiredTimer: NodeJS.Timeout | undefined;
+  let lastComputeMs = 0;
   // Until every informer has listed once and the ledger is re-confirmed, a desired state would lack nodes or
   // Services and the kernel would lose real servers it still serves: nothing reaches the data plane before.
   let desiredReady = false;
   const recomputeDesired = () => {
     if (desiredTimer || !desiredReady) return;
+    // The window grows with the cost of a computation (10,000 Services x 500 nodes takes a while), so a burst
+    // of changes spends at most a third of the CPU recomputing and the rest on the work itself.
     desiredTimer = setTimeout(() => {
       desiredTimer = undefined;
+      const t0 = performance.now();
       const d = computeDesired();
       problems.clear();
       for (const p of d.problems) problems.set(p.service, [...(problems.get(p.service) ?? []), `${p.reason}: ${p.message}`]);
+      problemEvents.update(d.problems);
       dataPlane.update(d);
-    }, config.reconcile.coalesceMs);
+      lastComputeMs = performance.now() - t0;
+      log.debug({ virtualServices: d.virtualServices.length, realServers: d.virtualServices.reduce((n, v) => n + v.realServers.length, 0), ms: Math.round(lastComputeMs) }, 'desired state computed');
+    }, Math.max(config.reconcile.coalesceMs, 2 * lastComputeMs));
   };
 
-  const cluster = new ClusterWatcher(clients, log, { changed: () => {
-    controller.schedule();
-    recomputeDesired();
-  } });
+  const cluster = new ClusterWatcher(clients, log, { service: (_t, svc, old) => controller.noteService(svc, old), allServices: () => controller.schedule(true), changed: recomputeDesired }, { resyncSeconds: config.kubernetes.resyncSeconds });
   const elector = new LeaderElector({
     api: clients.coordination, namespace: config.kubernetes.lease.namespace, name: config.kubernetes.lease.name,
     identity: config.hostName, durationSeconds: config.kubernetes.lease.durationSeconds,
@@ -112,13 +117,14 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     limiter: clients.limiter, log,
     onStartedLeading: (term) => {
       log.info({ term }, 'this host is now the allocator');
-      controller.schedule();
+      controller.schedule(true);
     },
     onStoppedLeading: () => log.warn('this host is no longer the allocator'),
   });
   const status = new StatusWriter({ api: clients.core, limiter: clients.limiter, stillOurs: (s) => isOurService(s, config.kubernetes) });
-  // Events get a budget of their own, as client-go's recorder has: feedback must never slow allocation.
-  const events = new EventRecorder({ api: clients.core, limiter: new TokenBucket(config.kubernetes.qps, config.kubernetes.burst), host: config.hostName, log });
+  // Events take the shared budget at the lowest priority: feedback never slows allocation, and the QPS holds.
+  const events = new EventRecorder({ api: clients.core, limiter: clients.limiter, host: config.hostName, log });
+  const problemEvents = new ProblemEvents({ events, service: (ns, name) => cluster.services.get(ns, name), isLeader: () => elector.status.leader });
   const controller = new AllocationController({
     config, ipam, cluster, status, events, log,
     isLeader: () => elector.status.leader, term: () => elector.status.term,
@@ -161,11 +167,19 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   }
 
   const healthOf = (node: string, vsKey: string) => health.view(node, vsKey);
+  // Every host asks for the Lease each retry period: no answer for a renew deadline means the server is gone,
+  // even while the watches still look connected (a server that stopped answering sends no reset).
+  const apiProblem = (): string | undefined => {
+    const silentMs = Date.now() - (elector.status.lastContactAt ?? startedAtMs);
+    if (silentMs <= config.kubernetes.lease.renewDeadlineSeconds * 1000) return undefined;
+    return `no answer to Lease requests for ${Math.round(silentMs / 1000)} s${elector.status.lastError ? ` (${elector.status.lastError})` : ''}`;
+  };
   const metrics = new Metrics({
     pools: () => ipam.ipam.poolStats(),
     kubernetes: () => ({
-      connected: cluster.connected, leader: elector.status.leader, watchRestarts: cluster.stats.reduce((n, s) => n + s.watchRestarts, 0), errors: cluster.stats.reduce((n, s) => n + s.errors, 0),
+      connected: cluster.connected && apiProblem() === undefined, leader: elector.status.leader, watchRestarts: cluster.stats.reduce((n, s) => n + s.watchRestarts, 0), errors: cluster.stats.reduce((n, s) => n + s.errors, 0),
       byKind: cluster.stats.map((s) => ({ kind: s.kind, errors: s.errors })),
+      requests: { ...clients.limiter.granted }, eventsDropped: events.dropped,
     }),
     vrrp: () => dataPlane.vrrp().map((g) => ({ group: g.name, state: g.state, transitions: g.transitions })),
     virtualServices: async () => withHealth(await dataPlane.virtualServices(), healthOf).map((v) => ({ ...v, service: v.service ?? '' })),
@@ -203,7 +217,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     }
     Object.assign(config, next);
     log.level = o.logLevel ?? config.logging.level;
-    controller.schedule();
+    controller.schedule(true);
     recomputeDesired();
     log.info('config reloaded');
     return { ok: true, summary: summarizeConfig(config) };
@@ -234,6 +248,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
           services: { allocated: ipam.ipam.serviceCount, withProblems: problems.size },
           lastReconcile: lastPass,
         }),
+        apiProblem,
       }),
       token, listen: config.api.listen, tls: config.api.tls,
     });
@@ -263,7 +278,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   elector.start();
   const expireTimer = setInterval(() => {
     try {
-      if (ipam.expire({ now: Date.now(), term: elector.status.term }).length > 0) controller.schedule();
+      if (ipam.expire({ now: Date.now(), term: elector.status.term }).length > 0) controller.schedule(true);
     } catch (err) {
       log.error({ err: (err as Error).message }, 'could not expire quarantines');
     }

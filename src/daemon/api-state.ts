@@ -21,6 +21,8 @@ export interface DaemonParts {
   /** More reasons for /readyz messages (the health checker's). */
   extraMessages?: () => string[];
   status: () => StatusView;
+  /** Why the API server counts as unreachable although the watches look connected (a silent server). */
+  apiProblem?: () => string | undefined;
 }
 
 /** The kernel's views with each real server's probe verdict filled in. */
@@ -55,10 +57,12 @@ export function daemonApiState(p: DaemonParts): ApiState {
     events: (page): AuditPage => auditPage(p.ipam.ledger, page),
     health(): HealthView {
       const dp = p.dataPlane.health();
-      const kubernetes = p.cluster.connected;
+      const silent = p.apiProblem?.();
+      const kubernetes = p.cluster.connected && silent === undefined;
       const messages = [...dp.messages, ...(p.extraMessages?.() ?? [])];
       if (!kubernetes) {
         const errs = p.cluster.stats.filter((s) => !s.connected).map((s) => `${s.kind}: ${s.lastError ?? 'not connected yet'}`);
+        if (silent) errs.push(silent);
         messages.push(`Kubernetes API unreachable, serving the last programmed state (fail static): ${errs.join('; ')}`);
       }
       const checks = { ledger: true, kernel: dp.kernel, reconciledOnce: dp.reconciledOnce, kubernetes };

@@ -13,7 +13,7 @@ export interface TrafficStats {
 
 export interface MetricSources {
   pools: () => Array<{ name: string; size: bigint; used: number; orphaned: number; quarantined: number }>;
-  kubernetes: () => { connected: boolean; leader: boolean; watchRestarts: number; errors: number; byKind?: Array<{ kind: string; errors: number }> };
+  kubernetes: () => { connected: boolean; leader: boolean; watchRestarts: number; errors: number; byKind?: Array<{ kind: string; errors: number }>; requests?: Record<string, number>; eventsDropped?: number };
   vrrp: () => Array<{ group: string; state: string; transitions: number }>;
   virtualServices: () => Promise<Array<{ vip: string; protocol: string; port: number; service: string; stats?: TrafficStats; realServers: Array<{ address: string; node: string; weight: number; health?: string; activeConnections?: number; inactiveConnections?: number; stats?: TrafficStats }> }>>;
   /** The health checker's counts (src/health). */
@@ -98,6 +98,14 @@ export class Metrics {
     new Gauge({ name: 'ipvs_lb_kubernetes_connected', help: '1 while every watch is established (0: fail static)', registers: [r], collect() { this.set(src.kubernetes().connected ? 1 : 0); } });
     new Gauge({ name: 'ipvs_lb_leader', help: '1 on the LB host that holds the allocator Lease', registers: [r], collect() { this.set(src.kubernetes().leader ? 1 : 0); } });
     new Gauge({ name: 'ipvs_lb_kubernetes_watch_restarts', help: 'watches restarted (timeouts, drops, errors)', registers: [r], collect() { this.set(src.kubernetes().watchRestarts); } });
+    new Counter({ name: 'ipvs_lb_kubernetes_requests_total', help: 'API requests made, by rate-limit priority (critical: Lease, normal: lists, watches, status; background: Events)', labelNames: ['priority'], registers: [r], collect() {
+      this.reset();
+      for (const [priority, n] of Object.entries(src.kubernetes().requests ?? {})) this.inc({ priority }, n);
+    } });
+    new Counter({ name: 'ipvs_lb_kubernetes_events_dropped_total', help: 'Events not recorded because too many were waiting for the rate limiter', registers: [r], collect() {
+      this.reset();
+      this.inc(src.kubernetes().eventsDropped ?? 0);
+    } });
     new Gauge({ name: 'ipvs_lb_vrrp_state', help: '1 for the current VRRP state of each group', labelNames: ['group', 'state'], registers: [r], collect() {
       this.reset();
       for (const g of src.vrrp()) for (const s of VRRP_STATES) this.set({ group: g.group, state: s }, g.state === s ? 1 : 0);
