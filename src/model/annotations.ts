@@ -103,7 +103,7 @@ export function healthCheckAnnotations(
   if (effTimeout >= effInterval) {
     // Drop whichever annotation made the pair invalid, so the Service keeps a consistent pair.
     const culprit = timeout !== undefined ? Annotations.healthCheckTimeout : Annotations.healthCheckInterval;
-    problems.push(`annotation ${culprit}: the timeout (${effTimeout}s) must be less than the interval (${effInterval}s)`);
+    problems.push(`annotation ${culprit} must leave the timeout (${effTimeout}s) less than the interval (${effInterval}s) (got ${JSON.stringify(a[culprit])})`);
     if (timeout !== undefined) {
       if (interval !== undefined && defaults.timeoutSeconds < interval) value.intervalSeconds = interval;
     }

@@ -122,6 +122,14 @@ export class AllocationController {
       present: new Set(byUid.keys()) });
     this.o.log.info({ confirmed: report.confirmed.length, adopted: report.adopted.length, released: report.released.length, decided: report.decided.length, pending: report.pending.length }, 'ledger re-confirmed against the cluster');
     for (const d of report.adopted) if (!d.ok && d.refusal) this.o.log.warn({ uid: d.uid, refusal: d.refusal }, 'could not adopt the address the Service shows in its status');
+    // A host that first meets a Service when its annotations no longer parse (it was down while they went
+    // bad) adopts the address its status shows; the incremental passes that follow would not look at it.
+    const unparseable = this.unparseableToFollow(requests, byUid);
+    if (unparseable.length > 0) {
+      for (const d of this.o.ipam.record(unparseable, { now: this.now(), term: this.o.term() })) {
+        if (!d.ok && d.refusal) this.o.log.warn({ uid: d.uid, refusal: d.refusal }, 'could not adopt the address an unparseable Service shows in its status');
+      }
+    }
     this.stats.released += report.released.length;
     this.publish(report.decided);
     this.started = true;
@@ -227,6 +235,25 @@ export class AllocationController {
     return { requests, byUid, gone };
   }
 
+  /**
+   * A Service whose annotations stopped parsing keeps its address on the allocator (a refused request changes
+   * nothing), so every host must hold it too: recorded under the request as far as it parses, at the address
+   * its status shows.
+   */
+  private unparseableToFollow(requests: readonly ServiceRequest[], byUid: ReadonlyMap<string, V1Service>): { service: ServiceRequest; addresses: RequestedIp[] }[] {
+    const follow: { service: ServiceRequest; addresses: RequestedIp[] }[] = [];
+    const valid = new Set(requests.map((r) => r.uid));
+    for (const [uid, svc] of byUid) {
+      if (valid.has(uid)) continue;
+      const addresses = observedIps(svc);
+      const held = this.o.ipam.ipam.allocationsOf(uid).map((a) => a.address).sort().join(',');
+      if (addresses.length === 0 || held === addresses.map((a) => a.address).sort().join(',')) continue;
+      const lenient = parseServiceLeniently(svc, this.o.cluster.namespaceLabels(svc.metadata?.namespace ?? '') ?? {});
+      if (lenient) follow.push({ service: lenient, addresses });
+    }
+    return follow;
+  }
+
   private lookup(key: string): V1Service | undefined {
     const slash = key.indexOf('/');
     return this.o.cluster.services.get(key.slice(0, slash), key.slice(slash + 1));
@@ -316,17 +343,7 @@ export class AllocationController {
         const ipam = this.o.ipam.ipam;
         if (held !== addresses.map((a) => a.address).sort().join(',') || (!ipam.factsCurrent(r) && ipam.holdsWhatItAsks(r))) follow.push({ service: r, addresses });
       }
-      // A Service whose annotations stopped parsing keeps its address on the allocator (a refused request
-      // changes nothing), so this host must hold it too: recorded under the request as far as it parses.
-      const valid = new Set(requests.map((r) => r.uid));
-      for (const [uid, svc] of byUid) {
-        if (valid.has(uid)) continue;
-        const addresses = observedIps(svc);
-        const held = this.o.ipam.ipam.allocationsOf(uid).map((a) => a.address).sort().join(',');
-        if (addresses.length === 0 || held === addresses.map((a) => a.address).sort().join(',')) continue;
-        const lenient = parseServiceLeniently(svc, this.o.cluster.namespaceLabels(svc.metadata?.namespace ?? '') ?? {});
-        if (lenient) follow.push({ service: lenient, addresses });
-      }
+      follow.push(...this.unparseableToFollow(requests, byUid));
       if (follow.length > 0) {
         const decisions = this.o.ipam.record(follow, { now, term });
         this.stats.followed += follow.length;

@@ -354,7 +354,7 @@ describe('health-check annotations', () => {
 
   it('refuses a timeout that is not below the interval, counting the config default', () => {
     const r = healthCheckAnnotations({ 'ipvs-lb.io/health-check-timeout': '3s' }, d);
-    assert.deepEqual(r.problems, ['annotation ipvs-lb.io/health-check-timeout: the timeout (3s) must be less than the interval (2s)']);
+    assert.deepEqual(r.problems, ['annotation ipvs-lb.io/health-check-timeout must leave the timeout (3s) less than the interval (2s) (got "3s")']);
     assert.deepEqual(r.value, {});
     const short = healthCheckAnnotations({ 'ipvs-lb.io/health-check-interval': '1' }, d);
     assert.equal(short.problems.length, 1);
