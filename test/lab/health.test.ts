@@ -131,7 +131,9 @@ describe('lab: backend health with the real daemon, real IPVS and real traffic',
     await until('both Services programmed with three healthy nodes', async () => {
       if (!(await allServing(WEB, 80)) || !(await allServing(WEB, 7)) || !(await allServing(LOCAL, 8080))) return undefined;
       const all = await vss();
-      return all.every((v) => v.realServers.every((r) => r.health === 'up')) ? true : undefined;
+      // Every check has an answer: a real server serves while a check is still unknown (optimistic start),
+      // so its health reads up before the DR path check's first round is through.
+      return all.every((v) => v.realServers.every((r) => r.health === 'up' && (r.checks ?? []).every((c) => c.state === 'up'))) ? true : undefined;
     });
   });
 
