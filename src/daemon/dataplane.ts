@@ -10,6 +10,12 @@ export interface ReconcileResult {
   durationMs: number;
 }
 
+/** What the daemon wants to hear from a data plane it builds (metrics). */
+export interface DataPlaneHooks {
+  /** After every reconcile pass. */
+  onPass?: (r: ReconcileResult & { byKind: Record<string, number> }) => void;
+}
+
 export interface DataPlaneHealth {
   kernel: boolean;
   reconciledOnce: boolean;

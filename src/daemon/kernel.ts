@@ -13,11 +13,16 @@ import { JsonFileOwnership, VipBinder } from '../vip/index.js';
 import { gratuitousArp } from '../vip/announce.js';
 import { VrrpController } from '../vrrp/index.js';
 import type { SyncMode } from '../vrrp/index.js';
-import type { DataPlane, DataPlaneHealth, ReconcileResult } from './dataplane.js';
+import type { Stats } from '../ipvs/types.js';
+import type { DataPlane, DataPlaneHealth, DataPlaneHooks, ReconcileResult } from './dataplane.js';
 
-export function makeKernelDataPlane(config: Config, log: Logger): DataPlane {
-  return new KernelDataPlane(config, log);
+export function makeKernelDataPlane(config: Config, log: Logger, hooks: DataPlaneHooks = {}): DataPlane {
+  return new KernelDataPlane(config, log, hooks);
 }
+
+const traffic = (s: Stats) => ({
+  connections: Number(s.conns), packetsIn: Number(s.inpkts), packetsOut: Number(s.outpkts), bytesIn: Number(s.inbytes), bytesOut: Number(s.outbytes), cps: Number(s.cps),
+});
 
 const NO_GROUP = '';
 /** Least time between two re-announcements of a group after lower-priority adverts (see announceGroup). */
@@ -37,7 +42,7 @@ export class KernelDataPlane implements DataPlane {
   private readonly reannounce = new Map<string, { last: number; trailing: NodeJS.Timeout | undefined }>();
   private startError: string | undefined;
 
-  constructor(private config: Config, private readonly log: Logger) {}
+  constructor(private config: Config, private readonly log: Logger, private readonly hooks: DataPlaneHooks = {}) {}
 
   async start(): Promise<void> {
     const c = this.config;
@@ -50,6 +55,7 @@ export class KernelDataPlane implements DataPlane {
     }
     this.reconciler = new Reconciler({
       client: this.client, owned: new OwnedServices(join(c.stateDir, 'ipvs-owned.json')), log: this.log, coalesceMs: c.reconcile.coalesceMs,
+      onPass: this.hooks.onPass,
     });
     this.binder = await VipBinder.open({
       interface: c.interface,
@@ -183,8 +189,9 @@ export class KernelDataPlane implements DataPlane {
   }
 
   async reconfigure(config: Config): Promise<void> {
-    this.config = config;
+    // keepalived first: when it refuses the new config, nothing here has changed.
     if (this.vrrpController) await this.vrrpController.applyConfig(config.vrrp);
+    this.config = config;
   }
 
   health(): DataPlaneHealth {
@@ -209,10 +216,11 @@ export class KernelDataPlane implements DataPlane {
       views.push({
         key, vip: vipOfKey(key), protocol: proto, port: s.service.port, scheduler: s.service.scheduler,
         forwarding: s.destinations[0]?.forwarding ?? want?.forwarding ?? '', service: want?.service, owned: want !== undefined,
-        stats: { connections: Number(s.service.stats.conns), packetsIn: Number(s.service.stats.inpkts), packetsOut: Number(s.service.stats.outpkts), bytesIn: Number(s.service.stats.inbytes), bytesOut: Number(s.service.stats.outbytes), cps: Number(s.service.stats.cps) },
+        stats: traffic(s.service.stats),
         realServers: s.destinations.map((d) => ({
           address: d.address, port: d.port, node: nodes.get(d.address)?.node ?? '', weight: d.weight, state: nodes.get(d.address)?.state ?? 'unknown',
           health: 'unknown' as const, activeConnections: d.activeConns, inactiveConnections: d.inactiveConns,
+          stats: traffic(d.stats),
         })),
       });
     }
@@ -236,8 +244,13 @@ export class KernelDataPlane implements DataPlane {
   async stop(): Promise<void> {
     this.reconciler?.stop();
     for (const r of this.reannounce.values()) if (r.trailing) clearTimeout(r.trailing);
-    if (this.vrrpController) await this.vrrpController.stop();
-    this.masterOf.clear();
+    if (this.vrrpController) {
+      // With a peer, a stopping host hands its VIPs over: keepalived's priority-0 advert makes the peer master.
+      await this.vrrpController.stop();
+      this.masterOf.clear();
+    }
+    // Without VRRP there is no one to hand over to: the VIPs stay bound, like the IPVS table (fail static), so
+    // traffic keeps flowing while no daemon runs (an upgrade in place) and the next start finds nothing to do.
     await this.queueVipSync();
     await this.binder?.close();
     this.client?.close();

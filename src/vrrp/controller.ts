@@ -8,7 +8,7 @@ import type { Logger } from '../util/log.js';
 import { EffectRunner, type EffectSink, type SyncDaemonController, type VipController } from './effects.js';
 import { NotifyFifo } from './fifo.js';
 import { installKeepalivedConfig } from './install.js';
-import { LOWER_PRIORITY_ADVERT, type NotifyEvent } from './notify.js';
+import type { NotifyEvent } from './notify.js';
 import { requestStates } from './recover.js';
 import { keepalivedPaths, renderKeepalivedConf, type DaemonTracking, type KeepalivedPaths } from './render.js';
 import { initialWorld, reduce, type Step, type VrrpEvent, type VrrpWorld } from './state.js';
@@ -99,12 +99,12 @@ export class VrrpController extends EventEmitter<Events> {
     // The moment keepalived's verdict reached us: with the "→ STATE" report that follows the effects, it
     // splits a failover into election and the daemon's own work. Lower-priority notices come once per
     // advert interval while a peer thinks it is master, so they stay at debug.
-    this.o.log[e.state === LOWER_PRIORITY_ADVERT ? 'debug' : 'info']({ notify: e }, 'keepalived notify');
+    this.o.log[e.lowerPriority ? 'debug' : 'info']({ notify: e }, 'keepalived notify');
     if (e.kind !== 'INSTANCE') {
       this.o.log.debug({ notify: e }, 'ignored keepalived group notification (no sync groups are rendered)');
       return;
     }
-    if (e.state === LOWER_PRIORITY_ADVERT) void this.dispatch({ type: 'lower-priority-advert', group: e.name });
+    if (e.lowerPriority) void this.dispatch({ type: 'lower-priority-advert', group: e.name });
     else void this.dispatch({ type: 'state', group: e.name, state: e.state });
   }
 

@@ -11,8 +11,11 @@ export interface VipController {
   bindGroup(group: string): Promise<void>;
   /** Remove every VIP of the group. Must be idempotent. */
   releaseGroup(group: string): Promise<void>;
-  /** Announce the group's bound VIPs again (GARP); may return before the announcements are all sent. */
-  announceGroup(group: string): Promise<void>;
+  /**
+   * Announce the group's bound VIPs again (GARP / NA) without binding anything; may return before the
+   * announcements are all sent.
+   */
+  announceGroup?(group: string): Promise<void>;
 }
 
 export interface SyncDaemonController {
@@ -73,7 +76,7 @@ export class EffectRunner {
             break;
           }
           case 'announce':
-            await this.vips.announceGroup(e.group);
+            await this.vips.announceGroup?.(e.group);
             break;
           case 'sync':
             if (this.sync) await this.sync.setMode(e.mode);

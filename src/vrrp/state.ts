@@ -7,8 +7,11 @@
 // - At daemon start a group's holding is *unknown*: a crashed predecessor may have left VIPs bound. Nothing is
 //   released before keepalived says what the group is, so a daemon restart under a MASTER keepalived keeps
 //   the VIPs up (a bind of bound VIPs changes nothing); a BACKUP report clears stale ones.
+// - A master told of a lower-priority advert (the peer was master for a moment and may have sent GARPs for the
+//   VIPs) announces the group's VIPs again, so neighbours point back at this host instead of a backup that has
+//   released them.
 // - keepalived gone → every group releases at once (keepalived no longer defends the election, so the peer
-//   takes over), and the sync daemon stops being master.
+//   takes over); the sync daemons keep running.
 // - IPVS sync daemons: master and backup both run from keepalived's first report until shutdown, whatever the
 //   states. Switching them with the states (master only while MASTER) loses connections: a backup that turns
 //   MASTER for a moment under load (a late advert) stopped its backup daemon, and the sync messages of that
@@ -40,20 +43,20 @@ export interface VrrpWorld {
 
 export type VrrpEvent =
   | { type: 'state'; group: string; state: ReportedState }
+  /** keepalived's MASTER_RX_LOWER_PRI: master here, and an advert of lower priority arrived. */
+  | { type: 'lower-priority-advert'; group: string }
   /** States read back from a running keepalived when the daemon starts (JSON dump). */
   | { type: 'recovered'; states: Record<string, ReportedState> }
   | { type: 'keepalived-started' }
   | { type: 'keepalived-exited'; code: number | null; signal: string | null }
   | { type: 'groups-changed'; groups: string[] }
-  /** keepalived (as MASTER) heard an advert of a lower priority: the peer thought itself master (notify MASTER_RX_LOWER_PRI). */
-  | { type: 'lower-priority-advert'; group: string }
   | { type: 'shutdown' };
 
 export type VrrpEffect =
   | { type: 'bind'; group: string }
-  | { type: 'release'; groups: string[] }
-  /** Announce the group's bound VIPs again (GARP), without binding anything. */
+  /** Announce the group's bound VIPs again (GARP / NA), binding nothing new. */
   | { type: 'announce'; group: string }
+  | { type: 'release'; groups: string[] }
   | { type: 'sync'; mode: SyncMode }
   | { type: 'report'; level: 'info' | 'warn' | 'error'; message: string };
 
@@ -116,6 +119,15 @@ export function reduce(world: VrrpWorld, event: VrrpEvent): Step {
     case 'recovered':
       if (world.keepalived === 'stopped') return { world, effects: [] };
       return applyStates(world, event.states);
+    case 'lower-priority-advert': {
+      // A peer that was master for a moment (a late advert under load, a link that came back) has bound the
+      // VIPs and sent GARP, so the neighbours now send our traffic to it, and it released them again. keepalived
+      // announces only its own addresses; ours are announced again here.
+      const view = world.groups[event.group];
+      if (world.keepalived === 'stopped' || view?.phase !== 'MASTER' || view.holding !== true) return { world, effects: [] };
+      // No report here: these come once per advert interval; the announcer logs the rounds it sends.
+      return { world, effects: [{ type: 'announce', group: event.group }] };
+    }
     case 'keepalived-started': {
       if (world.keepalived === 'stopped') return { world, effects: [] };
       return { world: { ...world, keepalived: 'running' }, effects: [] };
@@ -146,15 +158,6 @@ export function reduce(world: VrrpWorld, event: VrrpEvent): Step {
       for (const name of [...wanted].sort()) groups[name] ??= { phase: 'INIT', holding: false };
       const effects: VrrpEffect[] = release.length > 0 ? [{ type: 'release', groups: release }] : [];
       return withSync({ ...world, groups }, effects);
-    }
-    case 'lower-priority-advert': {
-      // A peer that was master for a moment (a late advert under load, a link that came back) has bound the
-      // VIPs and sent GARP, so the neighbours now send our traffic to it, and it released them again. keepalived
-      // announces only its own addresses; ours are announced again here.
-      const view = world.groups[event.group];
-      if (world.keepalived === 'stopped' || view?.phase !== 'MASTER' || view.holding !== true) return { world, effects: [] };
-      // No report here: these come once per advert interval; the announcer logs the rounds it sends.
-      return { world, effects: [{ type: 'announce', group: event.group }] };
     }
     case 'shutdown': {
       const release = Object.entries(world.groups)

@@ -20,10 +20,6 @@ describe('notify line parser', () => {
     assert.deepEqual(parseNotifyLine('INSTANCE "a\\"b" BACKUP 50'), { kind: 'INSTANCE', name: 'a"b', state: 'BACKUP', priority: 50 });
   });
 
-  it('reads the lower-priority advert notice a MASTER writes (the daemon announces its VIPs again)', () => {
-    assert.deepEqual(parseNotifyLine('INSTANCE "ga" MASTER_RX_LOWER_PRI 150'), { kind: 'INSTANCE', name: 'ga', state: 'MASTER_RX_LOWER_PRI', priority: 150 });
-  });
-
   it('ignores what is not a VRRP state line', () => {
     for (const line of [
       '',
