@@ -109,9 +109,12 @@ export class NetlinkTransport {
     this.sock.close();
   }
 
-  /** One request with NLM_F_ACK; resolves with the reply messages (none for a plain ACK), rejects with its errno. */
-  request(msg: OutboundMsg): Promise<NlMsg[]> {
-    return this.serialize(() => this.exchange([{ ...msg, flags: msg.flags | NlFlags.ACK }], 'request').then((r) => r.replies));
+  /**
+   * One request with NLM_F_ACK; resolves with the reply messages (none for a plain ACK), rejects with its errno.
+   * `idleTimeoutMs` overrides the transport's for this request (a request the kernel may leave unanswered).
+   */
+  request(msg: OutboundMsg, opts: { idleTimeoutMs?: number } = {}): Promise<NlMsg[]> {
+    return this.serialize(() => this.exchange([{ ...msg, flags: msg.flags | NlFlags.ACK }], 'request', opts.idleTimeoutMs).then((r) => r.replies));
   }
 
   /** A dump (NLM_F_DUMP); resolves with every message before DONE. Retried when the kernel flags it inconsistent. */
@@ -162,7 +165,7 @@ export class NetlinkTransport {
     return s;
   }
 
-  private exchange(msgs: readonly OutboundMsg[], kind: 'request' | 'dump' | 'batch'): Promise<{ replies: NlMsg[]; errnos: number[]; interrupted: boolean }> {
+  private exchange(msgs: readonly OutboundMsg[], kind: 'request' | 'dump' | 'batch', idleTimeoutMs = this.idleTimeoutMs): Promise<{ replies: NlMsg[]; errnos: number[]; interrupted: boolean }> {
     if (this.closed) return Promise.reject(new NetlinkTransportError('ECLOSED', 'netlink socket closed'));
     return new Promise((resolve, reject) => {
       const seqs = msgs.map(() => this.nextSeq());
@@ -188,12 +191,12 @@ export class NetlinkTransport {
       const arm = (): void => {
         timer = setTimeout(() => {
           if (seen === checked) {
-            finish(new NetlinkTransportError('ETIMEDOUT', `netlink ${kind}: no reply from the kernel within ${this.idleTimeoutMs} ms`));
+            finish(new NetlinkTransportError('ETIMEDOUT', `netlink ${kind}: no reply from the kernel within ${idleTimeoutMs} ms`));
           } else {
             checked = seen;
             arm();
           }
-        }, this.idleTimeoutMs);
+        }, idleTimeoutMs);
       };
       const touch = (): void => {
         seen++;
