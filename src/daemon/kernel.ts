@@ -30,6 +30,11 @@ const REANNOUNCE_MS = 1000;
 
 export class KernelDataPlane implements DataPlane {
   private client: IpvsClient | undefined;
+  /**
+   * Sync-daemon requests go over a socket of their own: one socket serves one request at a time, and a stop
+   * the kernel leaves unanswered (IpvsClient.stopSyncDaemon) must not hold up the reconciler's programming.
+   */
+  private syncClient: IpvsClient | undefined;
   private binder: VipBinder | undefined;
   private vrrpController: VrrpController | undefined;
   private reconciler: Reconciler | undefined;
@@ -48,7 +53,10 @@ export class KernelDataPlane implements DataPlane {
     const c = this.config;
     try {
       this.client = await IpvsClient.open({ loadModule: true });
+      if (c.vrrp.enabled && c.vrrp.syncDaemon.enabled) this.syncClient = await IpvsClient.open({ loadModule: false });
     } catch (err) {
+      this.client?.close();
+      this.client = undefined;
       this.startError = `kernel: ${(err as Error).message}`;
       this.log.error({ err: this.startError }, 'IPVS is not available; nothing will be programmed');
       return;
@@ -171,7 +179,7 @@ export class KernelDataPlane implements DataPlane {
   }
 
   private async setSyncMode(mode: SyncMode): Promise<void> {
-    const client = this.client;
+    const client = this.syncClient;
     if (!client) return;
     const sd = this.config.vrrp.syncDaemon;
     const running = new Set((await client.syncDaemons()).map((d) => d.role));
@@ -253,6 +261,7 @@ export class KernelDataPlane implements DataPlane {
     // traffic keeps flowing while no daemon runs (an upgrade in place) and the next start finds nothing to do.
     await this.queueVipSync();
     await this.binder?.close();
+    this.syncClient?.close();
     this.client?.close();
   }
 }

@@ -166,10 +166,11 @@ export class VrrpController extends EventEmitter<Events> {
     return r.changed;
   }
 
-  /** Release every VIP, stop the sync daemon, stop keepalived, close the FIFO. */
+  /** Release every VIP, stop keepalived (the peer takes over), then wait for the sync daemons to stop; close the FIFO. */
   async stop(): Promise<void> {
     await this.dispatch({ type: 'shutdown' });
     await this.supervisor.stop();
+    await this.runner.idle();
     await this.fifo.close({ remove: true });
     this.releaseIdentity?.();
     this.releaseIdentity = undefined;

@@ -1,8 +1,12 @@
 // Carries out the reducer's effects against the VIP binder and the IPVS sync daemon. Both are injected: the
-// real ones live in src/vip and src/ipvs, tests pass their own recorders. Effects run one step at a time, in
-// order, so a release and a later bind of the same group never overlap; the groups of one release go in the
-// same step, without waiting for anything else ("release all at once" when keepalived dies). A failure is logged and reported, never thrown: the
-// next state change or resync retries.
+// real ones live in src/vip and src/ipvs, tests pass their own recorders. VIP effects run one step at a time,
+// in order, so a release and a later bind of the same group never overlap; the groups of one release go in
+// the same step, without waiting for anything else ("release all at once" when keepalived dies).
+// Sync-daemon changes run beside them, never in their way: a VRRP transition must not wait for the kernel's
+// sync threads (a stop once went unanswered for 30 s and held up the takeover that followed; see
+// IpvsClient.stopSyncDaemon). They are started in step order once the VIP effects before them have run, one at
+// a time, and only the latest wanted mode is applied. A failure is logged and reported, never thrown: the next
+// state change or resync retries.
 import type { Logger } from '../util/log.js';
 import type { SyncMode, VrrpEffect } from './state.js';
 
@@ -30,6 +34,9 @@ export interface EffectSink {
 export class EffectRunner {
   private chain: Promise<void> = Promise.resolve();
   private failures = 0;
+  /** The sync mode asked for and not yet being applied; the worker takes it. */
+  private pendingSync: SyncMode | undefined;
+  private syncWorker: Promise<void> | undefined;
 
   constructor(
     private readonly vips: VipController,
@@ -38,20 +45,46 @@ export class EffectRunner {
     private readonly sink?: EffectSink,
   ) {}
 
-  /** Queue the effects of one reducer step; the returned promise settles when they have run. */
+  /**
+   * Queue the effects of one reducer step; the returned promise settles when its VIP effects have run (a
+   * sync-daemon change it asked for may still be under way: see idle()).
+   */
   run(effects: VrrpEffect[]): Promise<void> {
     if (effects.length === 0) return this.chain;
     this.chain = this.chain.then(() => this.runNow(effects));
     return this.chain;
   }
 
-  /** Resolves when everything queued so far has run. */
-  idle(): Promise<void> {
-    return this.chain;
+  /** Resolves when everything queued so far has run, sync-daemon changes included. */
+  async idle(): Promise<void> {
+    await this.chain;
+    while (this.syncWorker) await this.syncWorker;
   }
 
   get failureCount(): number {
     return this.failures;
+  }
+
+  private queueSync(mode: SyncMode): void {
+    if (!this.sync) return;
+    this.pendingSync = mode;
+    this.syncWorker ??= this.drainSync(this.sync);
+  }
+
+  private async drainSync(sync: SyncDaemonController): Promise<void> {
+    // Yield first, so syncWorker is set before this can end.
+    await Promise.resolve();
+    for (let m = this.pendingSync; m; m = this.pendingSync) {
+      this.pendingSync = undefined;
+      try {
+        await sync.setMode(m);
+      } catch (err) {
+        this.failures++;
+        this.log.error({ err, effect: { type: 'sync', mode: m } }, 'VRRP effect failed');
+        this.sink?.report('error', `sync failed: ${(err as Error).message}`);
+      }
+    }
+    this.syncWorker = undefined;
   }
 
   private async runNow(effects: VrrpEffect[]): Promise<void> {
@@ -79,7 +112,7 @@ export class EffectRunner {
             await this.vips.announceGroup?.(e.group);
             break;
           case 'sync':
-            if (this.sync) await this.sync.setMode(e.mode);
+            this.queueSync(e.mode);
             break;
           case 'report':
             this.log[e.level]({ vrrp: true }, e.message);

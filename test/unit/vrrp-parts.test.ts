@@ -145,4 +145,35 @@ describe('effect runner', () => {
     assert.equal(runner.failureCount, 2);
     assert.deepEqual(reports, ['error: bind failed: no such interface', 'error: release failed: release failed for a: address busy', 'info: hello']);
   });
+
+  it('a sync-daemon change the kernel does not answer holds up no bind or release; later modes wait and only the last is applied', { timeout: 10_000 }, async () => {
+    // The demo saw a stop of the master sync daemon go unanswered for 30 s, and the takeover queued behind it.
+    const calls: string[] = [];
+    const vips: VipController = {
+      bindGroup: async (g) => void calls.push(`bind ${g}`),
+      releaseGroup: async (g) => void calls.push(`release ${g}`),
+    };
+    const modes: string[] = [];
+    let answer: (() => void) | undefined;
+    const sync = {
+      setMode: (m: { master: boolean; backup: boolean }) => {
+        modes.push(`${m.master}/${m.backup}`);
+        return modes.length === 1 ? new Promise<void>((r) => (answer = r)) : Promise.resolve();
+      },
+    };
+    const runner = new EffectRunner(vips, sync, log);
+    // MASTER, then BACKUP at once (a backup that was master for a moment), then MASTER again.
+    await runner.run([{ type: 'bind', group: 'a' }, { type: 'sync', mode: { master: true, backup: true } }]);
+    await runner.run([{ type: 'release', groups: ['a'] }, { type: 'sync', mode: { master: false, backup: true } }]);
+    await runner.run([{ type: 'sync', mode: { master: true, backup: false } }, { type: 'bind', group: 'a' }]);
+    assert.deepEqual(calls, ['bind a', 'release a', 'bind a'], 'every VIP effect ran while the first sync change hung');
+    assert.deepEqual(modes, ['true/true'], 'one sync change at a time');
+    let idle = false;
+    const waiting = runner.idle().then(() => (idle = true));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(idle, false, 'idle() waits for the sync change');
+    answer!();
+    await waiting;
+    assert.deepEqual(modes, ['true/true', 'true/false'], 'the modes asked for meanwhile collapse into the last');
+  });
 });
