@@ -184,6 +184,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     vrrp: () => dataPlane.vrrp().map((g) => ({ group: g.name, state: g.state, transitions: g.transitions })),
     virtualServices: async () => withHealth(await dataPlane.virtualServices(), healthOf).map((v) => ({ ...v, service: v.service ?? '' })),
     health: () => health.stats(),
+    maxRealServers: () => config.metrics.maxRealServers,
   });
 
   type ReloadResult = { ok: true; summary: string } | { ok: false; problems: string[] };

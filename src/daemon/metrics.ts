@@ -16,6 +16,8 @@ export interface MetricSources {
   kubernetes: () => { connected: boolean; leader: boolean; watchRestarts: number; errors: number; byKind?: Array<{ kind: string; errors: number }>; requests?: Record<string, number>; eventsDropped?: number };
   vrrp: () => Array<{ group: string; state: string; transitions: number }>;
   virtualServices: () => Promise<Array<{ vip: string; protocol: string; port: number; service: string; stats?: TrafficStats; realServers: Array<{ address: string; node: string; weight: number; health?: string; activeConnections?: number; inactiveConnections?: number; stats?: TrafficStats }> }>>;
+  /** How many real servers get series of their own (config metrics.maxRealServers, read at each scrape). */
+  maxRealServers?: () => number;
   /** The health checker's counts (src/health). */
   health?: () => {
     targets: Record<string, Record<string, number>>;
@@ -28,6 +30,7 @@ export interface MetricSources {
 }
 
 const VRRP_STATES = ['INIT', 'BACKUP', 'MASTER', 'FAULT', 'STOP'];
+const vsOrder = (v: { protocol: string; vip: string; port: number }) => `${v.protocol}/${v.vip}:${v.port}`;
 
 export class Metrics {
   readonly registry = new Registry();
@@ -135,6 +138,7 @@ export class Metrics {
       healthy: new Gauge({ name: 'ipvs_lb_real_server_healthy', help: 'health check verdict: 1 up, 0 down (absent: not probed)', labelNames: rsLabels, registers: [r] }),
     };
     const count = new Gauge({ name: 'ipvs_lb_virtual_services', help: 'virtual services in the kernel', registers: [r] });
+    const omitted = new Gauge({ name: 'ipvs_lb_metrics_real_servers_omitted', help: 'real servers without series of their own this scrape (over metrics.maxRealServers; see the API)', registers: [r] });
     const setTraffic = (m: ReturnType<typeof trafficOf>, labels: Record<string, string>, t: TrafficStats) => {
       for (const k of ['connections', 'packetsIn', 'packetsOut', 'bytesIn', 'bytesOut'] as const) m[k].inc(labels, t[k]);
       m.cps.set(labels, t.cps);
@@ -144,10 +148,19 @@ export class Metrics {
       const list = await src.virtualServices();
       for (const g of [...Object.values(vs), ...Object.values(rs), count]) g.reset();
       count.set(list.length);
+      // Which real servers get series is decided in a stable order (virtual service, then address), so the
+      // same ones keep their series from one scrape to the next.
+      const max = src.maxRealServers?.() ?? Infinity;
+      const total = list.reduce((n, v) => n + v.realServers.length, 0);
+      omitted.set(Math.max(0, total - max));
+      if (total > max) list.sort((a, b) => vsOrder(a).localeCompare(vsOrder(b)));
+      let budget = max;
       for (const v of list) {
         const l = { vip: v.vip, protocol: v.protocol, port: String(v.port), service: v.service };
         if (v.stats) setTraffic(vs, l, v.stats);
-        for (const s of v.realServers) {
+        const servers = total > max ? [...v.realServers].sort((a, b) => a.address.localeCompare(b.address)).slice(0, Math.max(0, budget)) : v.realServers;
+        budget -= servers.length;
+        for (const s of servers) {
           const rl = { ...l, real_server: s.address, node: s.node };
           rs.weight.set(rl, s.weight);
           if (s.health === 'up' || s.health === 'down') rs.healthy.set(rl, s.health === 'up' ? 1 : 0);
