@@ -97,10 +97,32 @@ function intIn(field: string, v: unknown, min: number, max: number): number {
   return v;
 }
 
-function addressOf(field: string, v: unknown): { family: Family; bytes: Buffer; text: string } {
-  const ip = typeof v === 'string' ? parseIp(v) : undefined;
-  if (!ip) throw new IpvsInputError(field, v, 'must be an IPv4 or IPv6 address');
-  return { family: ip.family, bytes: ipBytes(ip.family, ip.value), text: formatIp(ip) };
+interface ParsedAddress {
+  family: Family;
+  /** Network order; shared, never modified. */
+  bytes: Buffer;
+  text: string;
+}
+
+// Programming a table encodes each VIP once per destination and each node address once per service: parse
+// each text once. Bounded, so a huge table cannot grow it without limit.
+const parsed = new Map<string, ParsedAddress | null>();
+
+function parseAddress(v: string): ParsedAddress | null {
+  let p = parsed.get(v);
+  if (p === undefined) {
+    const ip = parseIp(v);
+    p = ip ? { family: ip.family, bytes: ipBytes(ip.family, ip.value), text: formatIp(ip) } : null;
+    if (parsed.size >= 8192) parsed.clear();
+    parsed.set(v, p);
+  }
+  return p;
+}
+
+function addressOf(field: string, v: unknown): ParsedAddress {
+  const a = typeof v === 'string' ? parseAddress(v) : null;
+  if (!a) throw new IpvsInputError(field, v, 'must be an IPv4 or IPv6 address');
+  return a;
 }
 
 function ipBytes(family: Family, value: bigint): Buffer {
@@ -137,14 +159,14 @@ export function familyCode(family: Family): number {
 /** "tcp 192.0.2.10:80", "tcp [2001:db8::1]:443", "fwmark 7 (IPv4)": how messages name a service. */
 export function serviceLabel(key: ServiceKey): string {
   if (key.fwmark !== undefined) return `fwmark ${key.fwmark} (IPv${key.family})`;
-  const ip = parseIp(key.address);
-  const addr = ip ? formatIp(ip) : String(key.address);
+  const ip = typeof key.address === 'string' ? parseAddress(key.address) : null;
+  const addr = ip ? ip.text : String(key.address);
   return `${key.protocol} ${ip?.family === 6 ? `[${addr}]` : addr}:${key.port}`;
 }
 
 export function destLabel(d: { address: string; port: number }): string {
-  const ip = parseIp(d.address);
-  const addr = ip ? formatIp(ip) : String(d.address);
+  const ip = typeof d.address === 'string' ? parseAddress(d.address) : null;
+  const addr = ip ? ip.text : String(d.address);
   return `${ip?.family === 6 ? `[${addr}]` : addr}:${d.port}`;
 }
 
@@ -299,8 +321,8 @@ export function destAttrs(d: DestinationSpec, serviceFamily: Family, field = 'de
   return attrs;
 }
 
-function destRequest(cmd: number, verb: string, key: ServiceKey, dest: Attr[] | undefined, label: string): IpvsRequest {
-  const top = [attr(CmdAttr.SERVICE, serviceKeyAttrs(key).attrs)];
+function destRequest(cmd: number, verb: string, key: ServiceKey, dest: Attr[] | undefined, label: string, keyAttrs = serviceKeyAttrs(key).attrs): IpvsRequest {
+  const top = [attr(CmdAttr.SERVICE, keyAttrs)];
   if (dest) top.push(attr(CmdAttr.DEST, dest));
   return {
     cmd,
@@ -312,16 +334,16 @@ function destRequest(cmd: number, verb: string, key: ServiceKey, dest: Attr[] | 
 }
 
 export function newDestRequest(key: ServiceKey, d: DestinationSpec): IpvsRequest {
-  const { family } = serviceKeyAttrs(key);
-  return destRequest(IpvsCmd.NEW_DEST, 'add destination', key, destAttrs(d, family), destLabel(d));
+  const k = serviceKeyAttrs(key);
+  return destRequest(IpvsCmd.NEW_DEST, 'add destination', key, destAttrs(d, k.family), destLabel(d), k.attrs);
 }
 export function setDestRequest(key: ServiceKey, d: DestinationSpec): IpvsRequest {
-  const { family } = serviceKeyAttrs(key);
-  return destRequest(IpvsCmd.SET_DEST, 'edit destination', key, destAttrs(d, family), destLabel(d));
+  const k = serviceKeyAttrs(key);
+  return destRequest(IpvsCmd.SET_DEST, 'edit destination', key, destAttrs(d, k.family), destLabel(d), k.attrs);
 }
 export function delDestRequest(key: ServiceKey, d: { address: string; port: number }): IpvsRequest {
-  serviceKeyAttrs(key);
-  return destRequest(IpvsCmd.DEL_DEST, 'delete destination', key, destKeyAttrs(d, 'destination').attrs, destLabel(d));
+  const k = serviceKeyAttrs(key);
+  return destRequest(IpvsCmd.DEL_DEST, 'delete destination', key, destKeyAttrs(d, 'destination').attrs, destLabel(d), k.attrs);
 }
 export function dumpDestsRequest(key: ServiceKey): IpvsRequest {
   return { ...destRequest(IpvsCmd.GET_DEST, 'list', key, undefined, ''), describe: `list destinations of service ${serviceLabel(key)}` };
@@ -445,9 +467,9 @@ function familyFromCode(code: number, what: string): Family {
 function addrFromBytes(family: Family, b: Buffer, what: string): string {
   const len = family === 4 ? 4 : 16;
   if (b.length < len) throw new NetlinkDecodeError(`${what}: ${b.length} bytes (< ${len})`);
-  let v = 0n;
-  for (let i = 0; i < len; i++) v = (v << 8n) | BigInt(b[i]!);
-  return formatIp({ family, value: v });
+  // Dumps decode one address per service and per destination: no BigInt loop on this path.
+  if (family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  return formatIp({ family, value: (b.readBigUInt64BE(0) << 64n) | b.readBigUInt64BE(8) });
 }
 
 const zeroStats = (): Stats => ({ conns: 0n, inpkts: 0n, outpkts: 0n, inbytes: 0n, outbytes: 0n, cps: 0n, inpps: 0n, outpps: 0n, inbps: 0n, outbps: 0n });
@@ -491,8 +513,14 @@ export function decodeStats(stats64: Buffer | undefined, stats32: Buffer | undef
   return s;
 }
 
+export interface DecodeOptions {
+  /** Decode the counters (default true). A table read for the reconciler skips them: they are most of the
+   * message and it compares only configuration. Skipped counters read as zero. */
+  stats?: boolean;
+}
+
 /** Decodes the nested IPVS_CMD_ATTR_SERVICE of a GET_SERVICE reply. */
-export function decodeServiceAttrs(nested: Buffer): Service {
+export function decodeServiceAttrs(nested: Buffer, opts: DecodeOptions = {}): Service {
   const a = parseAttrs(nested, 'service');
   const family = familyFromCode(readU16(need(a, SvcAttr.AF, 2, 'service.af')), 'service.af');
   const fwmark = optU32(a, SvcAttr.FWMARK, 'service.fwmark') ?? 0;
@@ -530,14 +558,14 @@ export function decodeServiceAttrs(nested: Buffer): Service {
     onePacket: (flags & SvcFlag.ONEPACKET) !== 0,
     persistence: flags & SvcFlag.PERSISTENT ? { timeout, netmask } : undefined,
     persistenceEngine: pe ? cstr(pe) : undefined,
-    stats: decodeStats(a.get(SvcAttr.STATS64), a.get(SvcAttr.STATS), 'service'),
+    stats: opts.stats === false ? zeroStats() : decodeStats(a.get(SvcAttr.STATS64), a.get(SvcAttr.STATS), 'service'),
   };
 }
 
 /** Decodes one message of a GET_SERVICE dump (or the reply of a GET_SERVICE doit). */
-export function decodeServiceMsg(payload: Buffer): Service {
+export function decodeServiceMsg(payload: Buffer, opts: DecodeOptions = {}): Service {
   const top = parseAttrs(parseGenl(payload).attrs, 'service message');
-  return decodeServiceAttrs(need(top, CmdAttr.SERVICE, 0, 'IPVS_CMD_ATTR_SERVICE'));
+  return decodeServiceAttrs(need(top, CmdAttr.SERVICE, 0, 'IPVS_CMD_ATTR_SERVICE'), opts);
 }
 
 const fwdNames = new Map<number, DecodedForwarding>([

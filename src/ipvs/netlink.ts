@@ -101,26 +101,44 @@ export function attr(type: number, value: Buffer | Attr[]): Attr {
   return { type, value };
 }
 
-export function encodeAttrs(attrs: readonly Attr[]): Buffer {
-  const parts: Buffer[] = [];
+function attrsLength(attrs: readonly Attr[]): number {
+  let n = 0;
+  for (const a of attrs) {
+    const payload = Array.isArray(a.value) ? attrsLength(a.value as Attr[]) : (a.value as Buffer).length;
+    const len = NLA_HDRLEN + payload;
+    if (len > 0xffff) throw new RangeError(`netlink attribute ${a.type} is too long (${len} bytes)`);
+    n += align4(len);
+  }
+  return n;
+}
+
+function writeAttrs(attrs: readonly Attr[], out: Buffer, start: number): number {
+  let off = start;
   for (const a of attrs) {
     const nested = Array.isArray(a.value);
-    const payload = nested ? encodeAttrs(a.value as Attr[]) : (a.value as Buffer);
     // Nested attributes carry NLA_F_NESTED, as libnl (ipvsadm, keepalived) sends them; the kernel takes both.
     const type = nested ? a.type | NLA_F_NESTED : a.type;
-    const len = NLA_HDRLEN + payload.length;
-    if (len > 0xffff) throw new RangeError(`netlink attribute ${a.type} is too long (${len} bytes)`);
-    const hdr = Buffer.alloc(NLA_HDRLEN);
+    let end: number;
+    if (nested) end = writeAttrs(a.value as Attr[], out, off + NLA_HDRLEN);
+    else end = off + NLA_HDRLEN + (a.value as Buffer).copy(out, off + NLA_HDRLEN);
+    const len = end - off;
     if (LE) {
-      hdr.writeUInt16LE(len, 0);
-      hdr.writeUInt16LE(type, 2);
+      out.writeUInt16LE(len, off);
+      out.writeUInt16LE(type, off + 2);
     } else {
-      hdr.writeUInt16BE(len, 0);
-      hdr.writeUInt16BE(type, 2);
+      out.writeUInt16BE(len, off);
+      out.writeUInt16BE(type, off + 2);
     }
-    parts.push(hdr, payload, Buffer.alloc(align4(len) - len));
+    off += align4(len);
   }
-  return Buffer.concat(parts);
+  return off;
+}
+
+/** TLV attributes, 4-byte aligned, written into one zeroed buffer (padding is zero). */
+export function encodeAttrs(attrs: readonly Attr[]): Buffer {
+  const out = Buffer.alloc(attrsLength(attrs));
+  writeAttrs(attrs, out, 0);
+  return out;
 }
 
 /**
@@ -213,7 +231,11 @@ export function parseDonePayload(payload: Buffer): number {
 // ---- generic netlink header ---------------------------------------------------------------------------------
 
 export function genlPayload(cmd: number, version: number, attrs: readonly Attr[]): Buffer {
-  return Buffer.concat([Buffer.from([cmd, version, 0, 0]), encodeAttrs(attrs)]);
+  const out = Buffer.alloc(GENL_HDRLEN + attrsLength(attrs));
+  out[0] = cmd;
+  out[1] = version;
+  writeAttrs(attrs, out, GENL_HDRLEN);
+  return out;
 }
 
 export function parseGenl(payload: Buffer): { cmd: number; version: number; attrs: Buffer } {
