@@ -1,6 +1,7 @@
 // Prometheus metrics. Gauges that mirror state are filled at scrape time from the live parts (collect
 // callbacks), so they can never drift from what the API shows; counters are bumped where things happen.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ReconcileResult } from './dataplane.js';
 
 export interface MetricSources {
   pools: () => Array<{ name: string; size: bigint; used: number; orphaned: number; quarantined: number }>;
@@ -17,6 +18,7 @@ export class Metrics {
   readonly reconcileOperations: Counter;
   readonly reconcileErrors: Counter;
   readonly reconcileLastSuccess: Gauge;
+  readonly reconcileDrift: Counter;
   readonly apiErrors: Counter;
   readonly allocations: Counter;
   readonly decisionSeconds: Histogram;
@@ -38,6 +40,7 @@ export class Metrics {
     this.reconcileOperations = new Counter({ name: 'ipvs_lb_reconcile_operations_total', help: 'kernel operations applied', labelNames: ['op'], registers: [r] });
     this.reconcileErrors = new Counter({ name: 'ipvs_lb_reconcile_errors_total', help: 'kernel operations that failed', registers: [r] });
     this.reconcileLastSuccess = new Gauge({ name: 'ipvs_lb_reconcile_last_success_timestamp_seconds', help: 'end of the last reconcile pass without errors', registers: [r] });
+    this.reconcileDrift = new Counter({ name: 'ipvs_lb_reconcile_drift_total', help: 'owned virtual services a resync found changed outside ipvs-lb (and restored)', registers: [r] });
     this.apiErrors = new Counter({ name: 'ipvs_lb_kubernetes_api_errors_total', help: 'failed Kubernetes API requests', labelNames: ['kind'], registers: [r] });
     this.decisionSeconds = new Histogram({
       name: 'ipvs_lb_allocation_decision_seconds', help: 'time from the start of an allocation burst until its ledger write is durable, observed once per Service in the burst',
@@ -95,6 +98,15 @@ export class Metrics {
         }
       }
     } });
+  }
+
+  /** One reconcile pass: duration, operations by kind, failed operations, drift repaired. */
+  observeReconcile(r: ReconcileResult): void {
+    this.reconcileDuration.observe(r.durationMs / 1000);
+    for (const [op, n] of Object.entries(r.byKind ?? {})) this.reconcileOperations.inc({ op }, n);
+    if (r.errors > 0) this.reconcileErrors.inc(r.errors);
+    else this.reconcileLastSuccess.set(Date.now() / 1000);
+    if (r.drifted && r.drifted.length > 0) this.reconcileDrift.inc(r.drifted.length);
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

@@ -20,10 +20,16 @@ export function toKernelService(v: DesiredVirtualService): KernelService {
 
 const destKey = (d: KernelDestination) => (d.address.includes(':') ? `[${d.address}]:${d.port}` : `${d.address}:${d.port}`);
 
+function sameFlags(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function serviceChanges(want: KernelService, have: KernelService): string[] {
   const changed: string[] = [];
   if (want.scheduler !== have.scheduler) changed.push('scheduler');
-  if ([...want.schedulerFlags].sort().join(',') !== [...have.schedulerFlags].sort().join(',')) changed.push('schedulerFlags');
+  if (!sameFlags([...want.schedulerFlags].sort(), [...have.schedulerFlags].sort())) changed.push('schedulerFlags');
   if (want.persistenceTimeoutSeconds !== have.persistenceTimeoutSeconds) changed.push('persistence');
   return changed;
 }
@@ -35,9 +41,39 @@ function destinationChanges(want: KernelDestination, have: KernelDestination): s
   return changed;
 }
 
+const sameDest = (a: KernelDestination, b: KernelDestination): boolean =>
+  a.port === b.port && a.address === b.address && a.weight === b.weight && a.forwarding === b.forwarding;
+
+/** Same destinations regardless of order, without allocating in the common cases: the kernel lists them newest
+ * first, so a table programmed in desired order reads back reversed. */
+function sameDestinations(a: readonly KernelDestination[], b: readonly KernelDestination[]): boolean {
+  const n = a.length;
+  if (n !== b.length) return false;
+  let i = 0;
+  while (i < n && sameDest(a[i]!, b[i]!)) i++;
+  if (i === n) return true;
+  i = 0;
+  while (i < n && sameDest(a[i]!, b[n - 1 - i]!)) i++;
+  if (i === n) return true;
+  const byKey = new Map(b.map((d) => [destKey(d), d]));
+  if (byKey.size !== n) return false;
+  for (const d of a) {
+    const o = byKey.get(destKey(d));
+    if (!o || !sameDest(d, o)) return false;
+  }
+  return true;
+}
+
+/** Whether two views of a virtual service would need no operation between them. Flags are compared sorted
+ * (both sides keep them sorted: toKernelService and fromKernel). */
+export function sameService(a: KernelService, b: KernelService): boolean {
+  return a.scheduler === b.scheduler && a.persistenceTimeoutSeconds === b.persistenceTimeoutSeconds && sameFlags(a.schedulerFlags, b.schedulerFlags) && sameDestinations(a.destinations, b.destinations);
+}
+
 export interface DiffInput {
   desired: readonly KernelService[];
-  actual: readonly KernelService[];
+  /** The kernel's table, as a list or keyed by KernelService.key. */
+  actual: readonly KernelService[] | ReadonlyMap<string, KernelService>;
   /** Kernel services we created (recorded) or whose VIP we allocated; anything else is foreign and untouched. */
   owned: (key: string) => boolean;
 }
@@ -45,23 +81,26 @@ export interface DiffInput {
 /**
  * Order: new and changed services first (destinations need their service), then destination additions and
  * changes, then destination removals, then service removals (which take their destinations with them, so
- * those are not removed one by one).
+ * those are not removed one by one). Unchanged services cost one lookup and a comparison, no allocation: a
+ * no-op pass over 10,000 services is the common case.
  */
 export function diff({ desired, actual, owned }: DiffInput): Operation[] {
-  const have = new Map(actual.map((s) => [s.key, s]));
-  const want = new Map(desired.map((s) => [s.key, s]));
+  const have: ReadonlyMap<string, KernelService> = Array.isArray(actual) ? new Map(actual.map((s) => [s.key, s])) : (actual as ReadonlyMap<string, KernelService>);
+  const want = new Set<string>();
   const services: Operation[] = [];
   const addDest: Operation[] = [];
   const delDest: Operation[] = [];
   const delSvc: Operation[] = [];
 
   for (const w of desired) {
+    want.add(w.key);
     const h = have.get(w.key);
     if (!h) {
       services.push({ op: 'add-service', service: w });
       for (const d of w.destinations) addDest.push({ op: 'add-destination', service: w, destination: d });
       continue;
     }
+    if (sameService(w, h)) continue;
     const changed = serviceChanges(w, h);
     if (changed.length > 0) services.push({ op: 'update-service', service: w, changed });
     const haveDests = new Map(h.destinations.map((d) => [destKey(d), d]));
@@ -78,7 +117,7 @@ export function diff({ desired, actual, owned }: DiffInput): Operation[] {
       if (!wantDests.has(destKey(hd))) delDest.push({ op: 'delete-destination', service: w, destination: hd });
     }
   }
-  for (const h of actual) {
+  for (const h of have.values()) {
     if (!want.has(h.key) && owned(h.key)) delSvc.push({ op: 'delete-service', service: h });
   }
   return [...services, ...addDest, ...delDest, ...delSvc];
