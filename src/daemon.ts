@@ -10,7 +10,7 @@ import { loadConfig } from './config/load.js';
 import { summarizeConfig } from './config/summary.js';
 import type { Config, LogLevel } from './config/types.js';
 import { daemonApiState } from './daemon/api-state.js';
-import { DesiredOnlyDataPlane, type DataPlane } from './daemon/dataplane.js';
+import { DesiredOnlyDataPlane, type DataPlane, type DataPlaneHooks } from './daemon/dataplane.js';
 import { Metrics } from './daemon/metrics.js';
 import { desiredState } from './model/desired.js';
 import type { DesiredState } from './model/types.js';
@@ -31,7 +31,7 @@ export interface DaemonOptions {
   configPath: string;
   logLevel?: LogLevel;
   /** Builds the kernel side; without it the daemon allocates and reports but programs nothing. */
-  makeDataPlane?: (config: Config, log: Logger) => DataPlane;
+  makeDataPlane?: (config: Config, log: Logger, hooks: DataPlaneHooks) => DataPlane;
   /** Resolves to stop the daemon (tests); signals do the same in production. */
   stopSignal?: Promise<void>;
   /** Called once the API listens, with its address (tests use port 0). */
@@ -71,11 +71,15 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     return err instanceof KubeConfigError ? DaemonExit.kubeconfig : DaemonExit.api;
   }
 
-  const dataPlane = o.makeDataPlane?.(config, log) ?? new DesiredOnlyDataPlane();
+  const dataPlane = o.makeDataPlane?.(config, log, { onReconcile: (r) => metrics.observeReconcile(r) }) ?? new DesiredOnlyDataPlane();
   const problems = new Map<string, string[]>();
   let desiredTimer: NodeJS.Timeout | undefined;
+  // Until every informer has listed and start-up has re-confirmed the ledger, a desired state would be built
+  // from partial caches (Services before Nodes: virtual services without real servers) and the data plane
+  // would remove what the kernel rightly holds. So the first desired state is the one start-up computes.
+  let desiredReady = false;
   const recomputeDesired = () => {
-    if (desiredTimer) return;
+    if (desiredTimer || !desiredReady) return;
     desiredTimer = setTimeout(() => {
       desiredTimer = undefined;
       const d = computeDesired();
@@ -160,7 +164,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
       state: daemonApiState({
         config: () => config, ipam, cluster, dataPlane, metrics: () => metrics,
         reconcile: async () => {
-          dataPlane.update(computeDesired());
+          if (desiredReady) dataPlane.update(computeDesired());
           return dataPlane.reconcileNow();
         },
         reload, problemsOf: (s) => problems.get(s) ?? [],
@@ -196,6 +200,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     // allocate, so a lone host does not wait for the first pass after start-up.
     await new Promise((r) => setTimeout(r, 200));
     await controller.start();
+    desiredReady = true;
     dataPlane.update(computeDesired());
     await dataPlane.reconcileNow();
     if (process.env.NOTIFY_SOCKET) await execa('systemd-notify', ['--ready', `--pid=${process.pid}`], { reject: false });
