@@ -161,6 +161,19 @@ describe('IPVS client in the lab VM (ipvsadm as oracle)', { timeout: 600_000 }, 
     assert.deepEqual(c.service.schedulerFlags, ['flag-1', 'flag-2']);
     assert.deepEqual(c.destinations.map((d) => [d.address, d.forwarding, d.weight]), [['198.51.100.13', 'tun', 3]]);
     assert.equal(mine.find((x) => x.service.scheduler === 'mh')!.destinations[0]!.upperThreshold, 100);
+
+    // table(): one service dump plus /proc/net/ip_vs gives the same table as one dump per service (and as the
+    // netlink-only fallback), every family, forwarding method and the fwmark service included.
+    type T = { service: { address?: string; protocol?: string; port: number; fwmark: number; scheduler: string; schedulerFlags: string[]; persistence?: unknown }; destinations: { family: number; address: string; port: number; forwarding: string; weight: number }[] }[];
+    const [table, problem, overNetlink] = (await ok({ call: 'table' }, { call: 'procProblem' }, { call: 'tableOverNetlink' })) as [T, string | null, T];
+    assert.equal(problem, null, 'table() read /proc/net/ip_vs');
+    const norm = (t: T) => t.map((x) => ({
+      s: [x.service.protocol ?? `fwmark ${x.service.fwmark}`, x.service.address ?? '', x.service.port, x.service.scheduler, x.service.schedulerFlags.join(','), JSON.stringify(x.service.persistence ?? null)].join(' '),
+      d: x.destinations.map((d) => `${d.family} ${d.address} ${d.port} ${d.forwarding} ${d.weight}`).sort(),
+    })).sort((a, b) => (a.s < b.s ? -1 : 1));
+    assert.deepEqual(norm(table), norm(snap as unknown as T));
+    assert.deepEqual(norm(overNetlink), norm(table));
+    assert.equal(norm(table).length, 5);
   });
 
   it('kernel refusals come back with a code and the object named', async () => {
