@@ -101,6 +101,8 @@ interface ParsedAddress {
   family: Family;
   /** Network order; shared, never modified. */
   bytes: Buffer;
+  /** The same as union nf_inet_addr (16 bytes); shared, never modified. */
+  inet: Buffer;
   text: string;
 }
 
@@ -112,7 +114,12 @@ function parseAddress(v: string): ParsedAddress | null {
   let p = parsed.get(v);
   if (p === undefined) {
     const ip = parseIp(v);
-    p = ip ? { family: ip.family, bytes: ipBytes(ip.family, ip.value), text: formatIp(ip) } : null;
+    if (ip) {
+      const bytes = ipBytes(ip.family, ip.value);
+      p = { family: ip.family, bytes, inet: inetAddr(bytes), text: formatIp(ip) };
+    } else {
+      p = null;
+    }
     if (parsed.size >= 8192) parsed.clear();
     parsed.set(v, p);
   }
@@ -154,6 +161,38 @@ export function familyCode(family: Family): number {
   return family === 4 ? AF_INET : AF_INET6;
 }
 
+// Attribute values that repeat on every request, made once (encoding copies them; they are never modified).
+const AF_U16: Record<Family, Buffer> = { 4: u16(AF_INET), 6: u16(AF_INET6) };
+const PROTO_U16: Record<Protocol, Buffer> = { tcp: u16(IPPROTO_TCP), udp: u16(IPPROTO_UDP), sctp: u16(IPPROTO_SCTP) };
+const NETMASK_HOST4 = Buffer.from([255, 255, 255, 255]);
+const NETMASK_HOST6 = u32(128);
+const flagStructs = new Map<number, Buffer>();
+/** struct ip_vs_flags {flags; mask = ~0}, as ipvsadm sends it. */
+function flagsAttr(flags: number): Buffer {
+  let b = flagStructs.get(flags);
+  if (!b) {
+    b = Buffer.concat([u32(flags), u32(0xffffffff)]);
+    flagStructs.set(flags, b);
+  }
+  return b;
+}
+const smallU32: Buffer[] = [];
+/** u32 attribute values; the small ones (weights, forwarding codes, thresholds, timeouts) are made once. */
+function u32v(v: number): Buffer {
+  if (v >= 0 && v < 4096 && Number.isInteger(v)) return (smallU32[v] ??= u32(v));
+  return u32(v);
+}
+const ports = new Map<number, Buffer>();
+function portBe16(port: number): Buffer {
+  let b = ports.get(port);
+  if (!b) {
+    b = be16(port);
+    if (ports.size >= 4096) ports.clear();
+    ports.set(port, b);
+  }
+  return b;
+}
+
 // ---- services -----------------------------------------------------------------------------------------------
 
 /** "tcp 192.0.2.10:80", "tcp [2001:db8::1]:443", "fwmark 7 (IPv4)": how messages name a service. */
@@ -185,12 +224,7 @@ export function serviceKeyAttrs(key: ServiceKey, field = 'service'): { family: F
   const port = intIn(`${field}.port`, key.port, 0, 65535);
   return {
     family: a.family,
-    attrs: [
-      attr(SvcAttr.AF, u16(familyCode(a.family))),
-      attr(SvcAttr.PROTOCOL, u16(proto)),
-      attr(SvcAttr.ADDR, inetAddr(a.bytes)),
-      attr(SvcAttr.PORT, be16(port)),
-    ],
+    attrs: [attr(SvcAttr.AF, AF_U16[a.family]), attr(SvcAttr.PROTOCOL, PROTO_U16[key.protocol]), attr(SvcAttr.ADDR, a.inet), attr(SvcAttr.PORT, portBe16(port))],
   };
 }
 
@@ -220,7 +254,7 @@ export function serviceAttrs(spec: ServiceSpec, field = 'service'): { family: Fa
   }
   if (spec.onePacket) flags |= SvcFlag.ONEPACKET;
   let timeout = 0;
-  let netmask: Buffer = family === 4 ? Buffer.from([255, 255, 255, 255]) : u32(128);
+  let netmask: Buffer = family === 4 ? NETMASK_HOST4 : NETMASK_HOST6;
   if (spec.persistence !== undefined) {
     flags |= SvcFlag.PERSISTENT;
     timeout = intIn(`${field}.persistence.timeout`, spec.persistence.timeout, 1, 0x7fffffff);
@@ -238,36 +272,40 @@ export function serviceAttrs(spec: ServiceSpec, field = 'service'): { family: Fa
       }
     }
   }
-  const flagsStruct = Buffer.concat([u32(flags), u32(0xffffffff)]);
+  const flagsStruct = flagsAttr(flags);
   attrs.push(attr(SvcAttr.SCHED_NAME, cstring(scheduler)));
   if (spec.persistenceEngine !== undefined) {
     attrs.push(attr(SvcAttr.PE_NAME, cstring(name(`${field}.persistenceEngine`, spec.persistenceEngine, PENAME_MAXLEN))));
   }
-  attrs.push(attr(SvcAttr.FLAGS, flagsStruct), attr(SvcAttr.TIMEOUT, u32(timeout)), attr(SvcAttr.NETMASK, netmask));
+  attrs.push(attr(SvcAttr.FLAGS, flagsStruct), attr(SvcAttr.TIMEOUT, u32v(timeout)), attr(SvcAttr.NETMASK, netmask));
   return { family, attrs };
 }
 
-function svcRequest(cmd: number, verb: string, attrs: Attr[], label: string, dump = false): IpvsRequest {
+// `describe` names the object in error messages only, so it is built when read (a batch of 100,000 requests
+// that all succeed never builds one).
+function svcRequest(cmd: number, verb: string, attrs: Attr[], key: ServiceKey, dump = false): IpvsRequest {
   return {
     cmd,
     payload: genlPayload(cmd, IPVS_GENL_VERSION, [attr(CmdAttr.SERVICE, attrs)]),
     dump,
-    describe: `${verb} service ${label}`,
+    get describe() {
+      return `${verb} service ${serviceLabel(key)}`;
+    },
     subject: 'service',
   };
 }
 
 export function newServiceRequest(spec: ServiceSpec): IpvsRequest {
-  return svcRequest(IpvsCmd.NEW_SERVICE, 'add', serviceAttrs(spec).attrs, serviceLabel(spec));
+  return svcRequest(IpvsCmd.NEW_SERVICE, 'add', serviceAttrs(spec).attrs, spec);
 }
 export function setServiceRequest(spec: ServiceSpec): IpvsRequest {
-  return svcRequest(IpvsCmd.SET_SERVICE, 'edit', serviceAttrs(spec).attrs, serviceLabel(spec));
+  return svcRequest(IpvsCmd.SET_SERVICE, 'edit', serviceAttrs(spec).attrs, spec);
 }
 export function delServiceRequest(key: ServiceKey): IpvsRequest {
-  return svcRequest(IpvsCmd.DEL_SERVICE, 'delete', serviceKeyAttrs(key).attrs, serviceLabel(key));
+  return svcRequest(IpvsCmd.DEL_SERVICE, 'delete', serviceKeyAttrs(key).attrs, key);
 }
 export function getServiceRequest(key: ServiceKey): IpvsRequest {
-  return svcRequest(IpvsCmd.GET_SERVICE, 'get', serviceKeyAttrs(key).attrs, serviceLabel(key));
+  return svcRequest(IpvsCmd.GET_SERVICE, 'get', serviceKeyAttrs(key).attrs, key);
 }
 export function dumpServicesRequest(): IpvsRequest {
   return { cmd: IpvsCmd.GET_SERVICE, payload: genlPayload(IpvsCmd.GET_SERVICE, IPVS_GENL_VERSION, []), dump: true, describe: 'list services', subject: 'service' };
@@ -285,7 +323,7 @@ function destKeyAttrs(d: { address: string; port: number }, field: string): { fa
   const port = intIn(`${field}.port`, d.port, 0, 65535);
   return {
     family: a.family,
-    attrs: [attr(DestAttr.ADDR, inetAddr(a.bytes)), attr(DestAttr.PORT, be16(port)), attr(DestAttr.ADDR_FAMILY, u16(familyCode(a.family)))],
+    attrs: [attr(DestAttr.ADDR, a.inet), attr(DestAttr.PORT, portBe16(port)), attr(DestAttr.ADDR_FAMILY, AF_U16[a.family])],
   };
 }
 
@@ -304,7 +342,7 @@ export function destAttrs(d: DestinationSpec, serviceFamily: Family, field = 'de
   if (lower > upper) {
     throw new IpvsInputError(`${field}.lowerThreshold`, lower, `must not exceed upperThreshold ${upper} (0 = no limit, so set both)`);
   }
-  attrs.push(attr(DestAttr.FWD_METHOD, u32(fwd)), attr(DestAttr.WEIGHT, u32(weight)), attr(DestAttr.U_THRESH, u32(upper)), attr(DestAttr.L_THRESH, u32(lower)));
+  attrs.push(attr(DestAttr.FWD_METHOD, u32v(fwd)), attr(DestAttr.WEIGHT, u32v(weight)), attr(DestAttr.U_THRESH, u32v(upper)), attr(DestAttr.L_THRESH, u32v(lower)));
   if (d.tunnel !== undefined) {
     if (fwd !== FwdMethod.TUNNEL) throw new IpvsInputError(`${field}.tunnel`, d.tunnel, 'is only valid with forwarding tun');
     const t = Object.hasOwn(tunTypes, d.tunnel.type) ? tunTypes[d.tunnel.type] : undefined;
@@ -321,32 +359,34 @@ export function destAttrs(d: DestinationSpec, serviceFamily: Family, field = 'de
   return attrs;
 }
 
-function destRequest(cmd: number, verb: string, key: ServiceKey, dest: Attr[] | undefined, label: string, keyAttrs = serviceKeyAttrs(key).attrs): IpvsRequest {
+function destRequest(cmd: number, verb: string, key: ServiceKey, dest: Attr[] | undefined, d: { address: string; port: number } | undefined, keyAttrs = serviceKeyAttrs(key).attrs): IpvsRequest {
   const top = [attr(CmdAttr.SERVICE, keyAttrs)];
   if (dest) top.push(attr(CmdAttr.DEST, dest));
   return {
     cmd,
     payload: genlPayload(cmd, IPVS_GENL_VERSION, top),
     dump: cmd === IpvsCmd.GET_DEST,
-    describe: `${verb} ${label} of service ${serviceLabel(key)}`,
+    get describe() {
+      return d ? `${verb} ${destLabel(d)} of service ${serviceLabel(key)}` : `${verb} of service ${serviceLabel(key)}`;
+    },
     subject: 'dest',
   };
 }
 
 export function newDestRequest(key: ServiceKey, d: DestinationSpec): IpvsRequest {
   const k = serviceKeyAttrs(key);
-  return destRequest(IpvsCmd.NEW_DEST, 'add destination', key, destAttrs(d, k.family), destLabel(d), k.attrs);
+  return destRequest(IpvsCmd.NEW_DEST, 'add destination', key, destAttrs(d, k.family), d, k.attrs);
 }
 export function setDestRequest(key: ServiceKey, d: DestinationSpec): IpvsRequest {
   const k = serviceKeyAttrs(key);
-  return destRequest(IpvsCmd.SET_DEST, 'edit destination', key, destAttrs(d, k.family), destLabel(d), k.attrs);
+  return destRequest(IpvsCmd.SET_DEST, 'edit destination', key, destAttrs(d, k.family), d, k.attrs);
 }
 export function delDestRequest(key: ServiceKey, d: { address: string; port: number }): IpvsRequest {
   const k = serviceKeyAttrs(key);
-  return destRequest(IpvsCmd.DEL_DEST, 'delete destination', key, destKeyAttrs(d, 'destination').attrs, destLabel(d), k.attrs);
+  return destRequest(IpvsCmd.DEL_DEST, 'delete destination', key, destKeyAttrs(d, 'destination').attrs, d, k.attrs);
 }
 export function dumpDestsRequest(key: ServiceKey): IpvsRequest {
-  return { ...destRequest(IpvsCmd.GET_DEST, 'list', key, undefined, ''), describe: `list destinations of service ${serviceLabel(key)}` };
+  return destRequest(IpvsCmd.GET_DEST, 'list destinations', key, undefined, undefined);
 }
 
 // ---- info, config, zero, daemons ---------------------------------------------------------------------------

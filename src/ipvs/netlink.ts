@@ -51,14 +51,16 @@ export const align4 = (n: number): number => (n + 3) & ~3;
 
 // ---- host-order integer helpers -------------------------------------------------------------------------
 
+// Every byte of these is written, so they come from Buffer's shared pool: programming a large table encodes
+// hundreds of thousands of them.
 export function u16(value: number): Buffer {
-  const b = Buffer.alloc(2);
+  const b = Buffer.allocUnsafe(2);
   if (LE) b.writeUInt16LE(value);
   else b.writeUInt16BE(value);
   return b;
 }
 export function u32(value: number): Buffer {
-  const b = Buffer.alloc(4);
+  const b = Buffer.allocUnsafe(4);
   if (LE) b.writeUInt32LE(value >>> 0);
   else b.writeUInt32BE(value >>> 0);
   return b;
@@ -67,7 +69,7 @@ export function u8(value: number): Buffer {
   return Buffer.from([value & 0xff]);
 }
 export function be16(value: number): Buffer {
-  const b = Buffer.alloc(2);
+  const b = Buffer.allocUnsafe(2);
   b.writeUInt16BE(value);
   return b;
 }
@@ -129,14 +131,16 @@ function writeAttrs(attrs: readonly Attr[], out: Buffer, start: number): number 
       out.writeUInt16BE(len, off);
       out.writeUInt16BE(type, off + 2);
     }
+    // The buffer comes from the shared pool (not zeroed): write the padding.
+    for (let p = end; p < off + align4(len); p++) out[p] = 0;
     off += align4(len);
   }
   return off;
 }
 
-/** TLV attributes, 4-byte aligned, written into one zeroed buffer (padding is zero). */
+/** TLV attributes, 4-byte aligned, written into one buffer (padding is zero). */
 export function encodeAttrs(attrs: readonly Attr[]): Buffer {
-  const out = Buffer.alloc(attrsLength(attrs));
+  const out = Buffer.allocUnsafe(attrsLength(attrs));
   writeAttrs(attrs, out, 0);
   return out;
 }
@@ -192,6 +196,33 @@ export function encodeMsg(msg: NlMsg): Buffer {
   return out;
 }
 
+/** Several messages in one datagram, written into one buffer (what encodeMsg gives, concatenated). */
+export function encodeMsgs(msgs: readonly NlMsg[]): Buffer {
+  let total = 0;
+  for (const m of msgs) total += align4(NLMSG_HDRLEN + m.payload.length);
+  const out = Buffer.alloc(total);
+  let off = 0;
+  for (const m of msgs) {
+    const len = NLMSG_HDRLEN + m.payload.length;
+    if (LE) {
+      out.writeUInt32LE(len, off);
+      out.writeUInt16LE(m.type, off + 4);
+      out.writeUInt16LE(m.flags, off + 6);
+      out.writeUInt32LE(m.seq >>> 0, off + 8);
+      out.writeUInt32LE(m.pid >>> 0, off + 12);
+    } else {
+      out.writeUInt32BE(len, off);
+      out.writeUInt16BE(m.type, off + 4);
+      out.writeUInt16BE(m.flags, off + 6);
+      out.writeUInt32BE(m.seq >>> 0, off + 8);
+      out.writeUInt32BE(m.pid >>> 0, off + 12);
+    }
+    m.payload.copy(out, off + NLMSG_HDRLEN);
+    off += align4(len);
+  }
+  return out;
+}
+
 /** Splits one received datagram into messages (strict bounds, see parseAttrs). */
 export function parseMsgs(buf: Buffer): NlMsg[] {
   const out: NlMsg[] = [];
@@ -231,9 +262,11 @@ export function parseDonePayload(payload: Buffer): number {
 // ---- generic netlink header ---------------------------------------------------------------------------------
 
 export function genlPayload(cmd: number, version: number, attrs: readonly Attr[]): Buffer {
-  const out = Buffer.alloc(GENL_HDRLEN + attrsLength(attrs));
+  const out = Buffer.allocUnsafe(GENL_HDRLEN + attrsLength(attrs));
   out[0] = cmd;
   out[1] = version;
+  out[2] = 0;
+  out[3] = 0;
   writeAttrs(attrs, out, GENL_HDRLEN);
   return out;
 }

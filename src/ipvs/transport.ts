@@ -8,7 +8,7 @@
 // requires for dumps (one dump per socket).
 import { RawNetlinkSocket } from 'netlink';
 import { NetlinkTransportError } from './errors.js';
-import { encodeMsg, NlFlags, NlMsgType, parseDonePayload, parseErrorPayload, parseMsgs, type NlMsg } from './netlink.js';
+import { encodeMsgs, NlFlags, NlMsgType, parseDonePayload, parseErrorPayload, parseMsgs, type NlMsg } from './netlink.js';
 
 export interface TransportOptions {
   /** NETLINK_GENERIC (16) or NETLINK_ROUTE (0). */
@@ -240,12 +240,12 @@ export class NetlinkTransport {
       };
       for (const s of seqs) this.bySeq.set(s, op);
       this.current = op;
-      const frames = msgs.map((m, k) => encodeMsg({ type: m.type, flags: m.flags | NlFlags.REQUEST, seq: seqs[k]!, pid: this.port, payload: m.payload }));
+      const datagram = encodeMsgs(msgs.map((m, k) => ({ type: m.type, flags: m.flags | NlFlags.REQUEST, seq: seqs[k]!, pid: this.port, payload: m.payload })));
       this.sock.ref();
       arm();
       this.counters.sendmsg++;
-      this.counters.messagesSent += frames.length;
-      this.sock.send(frames.length === 1 ? frames[0]! : Buffer.concat(frames), { port: 0 }, (err) => {
+      this.counters.messagesSent += msgs.length;
+      this.sock.send(datagram, { port: 0 }, (err) => {
         if (err) finish(new NetlinkTransportError(err.code ?? 'ESEND', `netlink ${kind}: sendmsg failed: ${err.message}`));
       });
     });
