@@ -1,7 +1,7 @@
 // The minimal ordered set of kernel operations that turns `actual` into `desired`, touching only what we
 // own. SET in place wherever IPVS allows it (scheduler, flags, persistence, weight, forwarding), because a
 // delete-and-add would drop the connections of that service or destination.
-import type { DesiredVirtualService } from '../model/types.js';
+import type { DesiredRealServer, DesiredVirtualService } from '../model/types.js';
 import type { KernelDestination, KernelService, Operation } from './types.js';
 
 export function toKernelService(v: DesiredVirtualService): KernelService {
@@ -18,7 +18,7 @@ export function toKernelService(v: DesiredVirtualService): KernelService {
   };
 }
 
-const destKey = (d: KernelDestination) => (d.address.includes(':') ? `[${d.address}]:${d.port}` : `${d.address}:${d.port}`);
+const destKey = (d: { address: string; port: number }) => (d.address.includes(':') ? `[${d.address}]:${d.port}` : `${d.address}:${d.port}`);
 
 function sameFlags(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;
@@ -70,8 +70,53 @@ export function sameService(a: KernelService, b: KernelService): boolean {
   return a.scheduler === b.scheduler && a.persistenceTimeoutSeconds === b.persistenceTimeoutSeconds && sameFlags(a.schedulerFlags, b.schedulerFlags) && sameDestinations(a.destinations, b.destinations);
 }
 
+function sameAsRealServer(r: DesiredRealServer, d: KernelDestination, forwarding: string): boolean {
+  return r.port === d.port && r.address === d.address && r.weight === d.weight && forwarding === d.forwarding;
+}
+
+/** Whether the kernel's view of a virtual service already is what the model wants, compared without building
+ * the kernel form of the desired one (the daemon hands over a new desired list on every change). */
+export function matchesKernel(v: DesiredVirtualService, h: KernelService): boolean {
+  if (v.scheduler !== h.scheduler || v.persistenceTimeoutSeconds !== h.persistenceTimeoutSeconds) return false;
+  if (v.schedulerFlags.length !== h.schedulerFlags.length || v.schedulerFlags.some((f) => !h.schedulerFlags.includes(f))) return false;
+  const rs = v.realServers;
+  const ds = h.destinations;
+  const n = rs.length;
+  if (n !== ds.length) return false;
+  let i = 0;
+  while (i < n && sameAsRealServer(rs[i]!, ds[i]!, v.forwarding)) i++;
+  if (i === n) return true;
+  i = 0;
+  while (i < n && sameAsRealServer(rs[i]!, ds[n - 1 - i]!, v.forwarding)) i++;
+  if (i === n) return true;
+  const byKey = new Map(ds.map((d) => [destKey(d), d]));
+  if (byKey.size !== n) return false;
+  for (const r of rs) {
+    const d = byKey.get(destKey(r));
+    if (!d || !sameAsRealServer(r, d, v.forwarding)) return false;
+  }
+  return true;
+}
+
+/**
+ * The desired services that differ from the kernel, in kernel form, and the keys of all desired services:
+ * what diff() needs when most of a large table is unchanged.
+ */
+export function changedServices(desired: readonly DesiredVirtualService[], kernel: ReadonlyMap<string, KernelService>): { changed: KernelService[]; keys: Set<string> } {
+  const changed: KernelService[] = [];
+  const keys = new Set<string>();
+  for (const v of desired) {
+    keys.add(v.key);
+    const h = kernel.get(v.key);
+    if (!h || !matchesKernel(v, h)) changed.push(toKernelService(v));
+  }
+  return { changed, keys };
+}
+
 export interface DiffInput {
   desired: readonly KernelService[];
+  /** Keys of every desired service when `desired` holds only the changed ones (see changedServices). */
+  desiredKeys?: ReadonlySet<string>;
   /** The kernel's table, as a list or keyed by KernelService.key. */
   actual: readonly KernelService[] | ReadonlyMap<string, KernelService>;
   /** Kernel services we created (recorded) or whose VIP we allocated; anything else is foreign and untouched. */
@@ -84,7 +129,7 @@ export interface DiffInput {
  * those are not removed one by one). Unchanged services cost one lookup and a comparison, no allocation: a
  * no-op pass over 10,000 services is the common case.
  */
-export function diff({ desired, actual, owned }: DiffInput): Operation[] {
+export function diff({ desired, desiredKeys, actual, owned }: DiffInput): Operation[] {
   const have: ReadonlyMap<string, KernelService> = Array.isArray(actual) ? new Map(actual.map((s) => [s.key, s])) : (actual as ReadonlyMap<string, KernelService>);
   const want = new Set<string>();
   const services: Operation[] = [];
@@ -117,8 +162,9 @@ export function diff({ desired, actual, owned }: DiffInput): Operation[] {
       if (!wantDests.has(destKey(hd))) delDest.push({ op: 'delete-destination', service: w, destination: hd });
     }
   }
+  const wanted = desiredKeys ?? want;
   for (const h of have.values()) {
-    if (!want.has(h.key) && owned(h.key)) delSvc.push({ op: 'delete-service', service: h });
+    if (!wanted.has(h.key) && owned(h.key)) delSvc.push({ op: 'delete-service', service: h });
   }
   return [...services, ...addDest, ...delDest, ...delSvc];
 }

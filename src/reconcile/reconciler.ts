@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { IpvsClient } from '../ipvs/index.js';
 import type { DesiredVirtualService } from '../model/types.js';
 import type { Logger } from '../util/log.js';
-import { diff, sameService, toKernelService } from './diff.js';
+import { changedServices, diff, sameService } from './diff.js';
 import { fromKernel, toIpvsOp } from './kernel-map.js';
 import type { OwnedServices } from './ownership.js';
 import type { KernelDestination, KernelService, Operation } from './types.js';
@@ -57,7 +57,7 @@ const copyService = (s: KernelService): KernelService => ({ ...s, schedulerFlags
 const sameDestKey = (a: KernelDestination, b: KernelDestination) => a.address === b.address && a.port === b.port;
 
 export class Reconciler {
-  private desired: KernelService[] = [];
+  private desired: readonly DesiredVirtualService[] = [];
   private vips = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   /** The kernel's table as the last read and the operations since left it; undefined: read before diffing. */
@@ -74,7 +74,7 @@ export class Reconciler {
   /** The latest desired state and the VIPs we allocated (their services are ours even if not recorded). The
    * change is applied by an update pass after the coalescing window. */
   update(desired: readonly DesiredVirtualService[], allocatedVips: Iterable<string>): void {
-    this.desired = desired.map(toKernelService);
+    this.desired = desired;
     this.vips = new Set(allocatedVips);
     if (this.timer || this.stopped) return;
     this.timer = setTimeout(() => {
@@ -141,7 +141,8 @@ export class Reconciler {
       this.kernel = fresh;
     }
     const kernel = this.kernel!;
-    const ops = diff({ desired: this.desired, actual: kernel, owned: this.isOwned });
+    const { changed, keys } = changedServices(this.desired, kernel);
+    const ops = diff({ desired: changed, desiredKeys: keys, actual: kernel, owned: this.isOwned });
     report.operations = ops.length;
     if (ops.length > 0) {
       let results;
@@ -188,7 +189,9 @@ export class Reconciler {
 
   /** The operations a resync would make now, without making them (tests, `doctor`). */
   async plan(): Promise<Operation[]> {
-    return diff({ desired: this.desired, actual: await this.readKernel(), owned: this.isOwned });
+    const kernel = await this.readKernel();
+    const { changed, keys } = changedServices(this.desired, kernel);
+    return diff({ desired: changed, desiredKeys: keys, actual: kernel, owned: this.isOwned });
   }
 
   /** Cancels a pending update pass; a pass already running finishes. */
