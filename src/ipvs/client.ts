@@ -347,9 +347,14 @@ export class IpvsClient {
    * Input errors (IpvsInputError) are thrown before anything is sent.
    */
   async apply(ops: readonly IpvsOp[]): Promise<OpResult[]> {
-    const reqs = ops.map(requestFor);
-    const errnos = await this.transport.batch(reqs.map((r) => ({ type: this.familyId, flags: 0, payload: r.payload })));
-    return ops.map((op, i) => ({ op, error: errnos[i] ? kernelError(reqs[i]!, errnos[i]!) : undefined }));
+    // Everything is encoded (so validated) before anything is sent, into one buffer: the objects that build
+    // each request die young instead of living, and being promoted by the collector, until the last datagram
+    // is out. A refused request is encoded again for its error message.
+    const arena = new PayloadArena();
+    for (const op of ops) arena.push(requestFor(op).payload);
+    const type = this.familyId;
+    const errnos = await this.transport.batch(ops.length, (i) => ({ type, flags: 0, payload: arena.get(i) }));
+    return ops.map((op, i) => ({ op, error: errnos[i] ? kernelError(requestFor(op), errnos[i]!) : undefined }));
   }
 
   async syncDaemons(): Promise<SyncDaemon[]> {
@@ -403,4 +408,32 @@ export async function resolveFamily(transport: NetlinkTransport, name: string): 
   const reply = replies[0];
   if (!reply) throw new NetlinkTransportError('EBADMSG', `resolve generic netlink family ${name}: no reply`);
   return decode(() => decodeFamily(reply.payload), `resolve generic netlink family ${name}`).id;
+}
+
+/** Many small payloads in one growing buffer, addressed by index. */
+class PayloadArena {
+  private buf = Buffer.allocUnsafe(64 << 10);
+  private ends = new Uint32Array(1024);
+  private count = 0;
+  private used = 0;
+
+  push(payload: Buffer): void {
+    if (this.used + payload.length > this.buf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.used + payload.length));
+      this.buf.copy(bigger, 0, 0, this.used);
+      this.buf = bigger;
+    }
+    if (this.count === this.ends.length) {
+      const more = new Uint32Array(this.ends.length * 2);
+      more.set(this.ends);
+      this.ends = more;
+    }
+    payload.copy(this.buf, this.used);
+    this.used += payload.length;
+    this.ends[this.count++] = this.used;
+  }
+
+  get(i: number): Buffer {
+    return this.buf.subarray(i === 0 ? 0 : this.ends[i - 1]!, this.ends[i]!);
+  }
 }

@@ -281,18 +281,27 @@ export function serviceAttrs(spec: ServiceSpec, field = 'service'): { family: Fa
   return { family, attrs };
 }
 
-// `describe` names the object in error messages only, so it is built when read (a batch of 100,000 requests
-// that all succeed never builds one).
+// `describe` names the object in error messages only, so it is built when read: a batch of 100,000 requests
+// that all succeed never builds one. A class, because object literals with accessors are slow to create.
+class LabelledRequest implements IpvsRequest {
+  constructor(
+    readonly cmd: number,
+    readonly payload: Buffer,
+    readonly dump: boolean,
+    readonly subject: IpvsRequest['subject'],
+    private readonly verb: string,
+    private readonly key: ServiceKey,
+    private readonly dest?: { address: string; port: number },
+  ) {}
+
+  get describe(): string {
+    if (this.subject === 'service') return `${this.verb} service ${serviceLabel(this.key)}`;
+    return this.dest ? `${this.verb} ${destLabel(this.dest)} of service ${serviceLabel(this.key)}` : `${this.verb} of service ${serviceLabel(this.key)}`;
+  }
+}
+
 function svcRequest(cmd: number, verb: string, attrs: Attr[], key: ServiceKey, dump = false): IpvsRequest {
-  return {
-    cmd,
-    payload: genlPayload(cmd, IPVS_GENL_VERSION, [attr(CmdAttr.SERVICE, attrs)]),
-    dump,
-    get describe() {
-      return `${verb} service ${serviceLabel(key)}`;
-    },
-    subject: 'service',
-  };
+  return new LabelledRequest(cmd, genlPayload(cmd, IPVS_GENL_VERSION, [attr(CmdAttr.SERVICE, attrs)]), dump, 'service', verb, key);
 }
 
 export function newServiceRequest(spec: ServiceSpec): IpvsRequest {
@@ -362,15 +371,7 @@ export function destAttrs(d: DestinationSpec, serviceFamily: Family, field = 'de
 function destRequest(cmd: number, verb: string, key: ServiceKey, dest: Attr[] | undefined, d: { address: string; port: number } | undefined, keyAttrs = serviceKeyAttrs(key).attrs): IpvsRequest {
   const top = [attr(CmdAttr.SERVICE, keyAttrs)];
   if (dest) top.push(attr(CmdAttr.DEST, dest));
-  return {
-    cmd,
-    payload: genlPayload(cmd, IPVS_GENL_VERSION, top),
-    dump: cmd === IpvsCmd.GET_DEST,
-    get describe() {
-      return d ? `${verb} ${destLabel(d)} of service ${serviceLabel(key)}` : `${verb} of service ${serviceLabel(key)}`;
-    },
-    subject: 'dest',
-  };
+  return new LabelledRequest(cmd, genlPayload(cmd, IPVS_GENL_VERSION, top), cmd === IpvsCmd.GET_DEST, 'dest', verb, key, d);
 }
 
 export function newDestRequest(key: ServiceKey, d: DestinationSpec): IpvsRequest {
