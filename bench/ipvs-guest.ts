@@ -1,15 +1,21 @@
 // The measuring half of `npm run bench -- ipvs`: runs where the IPVS kernel is (the lab guest, or a real LB
-// host), inside a network namespace made for it, so it starts from an empty table and touches nothing else.
-// Usage: node dist/bench/ipvs-guest.js '{"sizes":[[10000,10]],"scheduler":"rr","perRuleSample":200}'
-// Prints one JSON line. For each size, in this order, each from an empty table:
-//   1. ipvs-lb: the Reconciler (IpvsClient underneath) programs S services × D real servers;
+// host), one table size per process, inside a network namespace made for it (and two more for the baselines),
+// so every step starts from an empty table and touches nothing else.
+// Usage: node dist/bench/ipvs-guest.js '{"services":10000,"dests":10,"scheduler":"rr","perRuleSample":200,
+//                                        "restoreNs":"NS2","perRuleNs":"NS3"}'
+// Prints one JSON line. In this order:
+//   1. ipvs-lb: the Reconciler (IpvsClient underneath) programs S services × D real servers from empty;
 //   2. one more Service through the same Reconciler (an update pass);
 //   3. a no-op resync (reads the whole table, diffs, writes nothing) and a no-op update pass;
-//   4. the same table with one `ipvsadm -R` (the C tool's bulk path);
-//   5. one `ipvsadm` process per rule for a sample of rules, extrapolated to the table (the seed controller).
-// The table is removed with IpvsClient after each step (deletes of the services, never a flush).
+//   4. the same table with one `ipvsadm -R` (the C tool's bulk path), in the fresh namespace restoreNs;
+//   5. one `ipvsadm` process per rule for a sample of rules, extrapolated to the table (the seed controller's
+//      way), in the fresh namespace perRuleNs.
+// Why fresh namespaces for the baselines: IPVS keeps deleted real servers in a per-namespace trash for about
+// two minutes and scans it on every destination add, so a table programmed right after another was deleted
+// in the same namespace runs many times slower (measured: 2,000 × 50 in 24 s on an empty trash, 131 s after
+// deleting 100,000 destinations). Each step gets the same start: an empty table and an empty trash.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -21,11 +27,15 @@ import { Reconciler } from '../src/reconcile/reconciler.js';
 import { createLogger } from '../src/util/log.js';
 
 export interface GuestOptions {
-  /** [services, real servers per service] */
-  sizes: Array<[number, number]>;
+  services: number;
+  /** Real servers per service. */
+  dests: number;
   scheduler: string;
   /** Rules run as one ipvsadm process each, then extrapolated. */
   perRuleSample: number;
+  /** Empty network namespaces (with the real servers' subnet routable) for the two baselines. */
+  restoreNs: string;
+  perRuleNs: string;
 }
 
 const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
@@ -95,7 +105,29 @@ async function count(client: IpvsClient): Promise<{ services: number; dests: num
   return { services: t.length, dests: t.reduce((n, e) => n + e.destinations.length, 0) };
 }
 
-async function measureSize(client: IpvsClient, services: number, dests: number, o: GuestOptions, dir: string): Promise<Record<string, unknown>> {
+/** Wall time of a command in another namespace, less the cost of entering it (`ip netns exec NS true`). */
+function timedInNs(ns: string, argv: string[], input?: string): number {
+  let overhead = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const t = performance.now();
+    execFileSync('ip', ['netns', 'exec', ns, 'true']);
+    overhead = Math.min(overhead, performance.now() - t);
+  }
+  const t0 = performance.now();
+  const r = spawnSync('ip', ['netns', 'exec', ns, ...argv], { input, stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'], maxBuffer: 1 << 20 });
+  const ms = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`${argv.join(' ')} in ${ns} failed (${r.status}): ${r.stderr?.toString().slice(-1000)}`);
+  return Math.max(0, ms - overhead);
+}
+
+/** Services and real servers in another namespace's table, by ipvsadm's own dump (untimed). */
+function countInNs(ns: string): { services: number; dests: number } {
+  const lines = execFileSync('ip', ['netns', 'exec', ns, 'ipvsadm', '-Sn'], { maxBuffer: 256 << 20 }).toString().split('\n');
+  return { services: lines.filter((l) => l.startsWith('-A ')).length, dests: lines.filter((l) => l.startsWith('-a ')).length };
+}
+
+async function measure(client: IpvsClient, o: GuestOptions, dir: string): Promise<Record<string, unknown>> {
+  const { services, dests } = o;
   const table = benchTable(services, dests, o.scheduler);
   const rules = services * (1 + dests);
   const log = createLogger('silent');
@@ -141,25 +173,19 @@ async function measureSize(client: IpvsClient, services: number, dests: number, 
   await clear(client);
   const deleteMs = performance.now() - t0;
 
-  // 4. ipvsadm -R, same table, same kernel.
+  // 4. ipvsadm -R, same table, same kernel, a fresh namespace. ipvsadm -R stops with an error at the first
+  // rule the kernel refuses, so its exit status says the whole table went in.
   const argvs = ipvsadmRules(table);
-  const input = `${argvs.map((a) => a.join(' ')).join('\n')}\n`;
-  t0 = performance.now();
-  execFileSync('ipvsadm', ['-R'], { input, maxBuffer: 1 << 20 });
-  const restoreMs = performance.now() - t0;
-  const restored = await count(client);
-  if (restored.services !== services || restored.dests !== services * dests) throw new Error(`ipvsadm -R left ${JSON.stringify(restored)}`);
-  await clear(client);
+  const restoreMs = timedInNs(o.restoreNs, ['ipvsadm', '-R'], `${argvs.map((a) => a.join(' ')).join('\n')}\n`);
+  const restored = countInNs(o.restoreNs);
+  if (restored.services !== services || restored.dests !== services * dests) throw new Error(`ipvsadm -R left ${JSON.stringify(restored)} in ${o.restoreNs}`);
 
-  // 5. One process per rule, the seed controller's way: a sample, extrapolated.
+  // 5. One process per rule, the seed controller's way: a sample, run by a shell in a fresh namespace (one
+  // fork and exec per rule, as os.system does, without its extra shell), extrapolated.
   const sample = argvs.slice(0, Math.min(o.perRuleSample, argvs.length));
-  t0 = performance.now();
-  for (const a of sample) {
-    const r = spawnSync('ipvsadm', a, { stdio: ['ignore', 'ignore', 'pipe'] });
-    if (r.status !== 0) throw new Error(`ipvsadm ${a.join(' ')}: ${r.stderr?.toString()}`);
-  }
-  const perRuleEachMs = (performance.now() - t0) / sample.length;
-  await clear(client);
+  const script = join(dir, 'per-rule.sh');
+  writeFileSync(script, `set -e\n${sample.map((a) => `ipvsadm ${a.join(' ')}`).join('\n')}\n`);
+  const perRuleEachMs = timedInNs(o.perRuleNs, ['sh', script]) / sample.length;
   const perRuleTotalMs = perRuleEachMs * rules;
 
   return {
@@ -181,9 +207,8 @@ export async function runGuest(o: GuestOptions): Promise<Record<string, unknown>
   const dir = mkdtempSync(join(tmpdir(), 'ipvs-lb-bench-'));
   try {
     if ((await client.services({ stats: false })).length > 0) throw new Error('the benchmark needs an empty IPVS table (run it in a network namespace of its own)');
-    const sizes: Record<string, unknown>[] = [];
-    for (const [s, d] of o.sizes) sizes.push(await measureSize(client, s, d, o, dir));
-    return { kernel: execFileSync('uname', ['-r']).toString().trim(), table_read: client.procProblem ? `netlink (${client.procProblem})` : 'netlink services + /proc/net/ip_vs', sizes };
+    const r = await measure(client, o, dir);
+    return { kernel: execFileSync('uname', ['-r']).toString().trim(), table_read: client.procProblem ? `netlink (${client.procProblem})` : 'netlink services + /proc/net/ip_vs', ...r };
   } finally {
     client.close();
     rmSync(dir, { recursive: true, force: true });

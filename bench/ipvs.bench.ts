@@ -1,7 +1,9 @@
 // Kernel programming: ipvs-lb's IpvsClient + Reconciler against `ipvsadm -R` and against one ipvsadm process
-// per rule, on the same kernel in the same run (bench/ipvs-guest.ts does the measuring). Where:
-// - on a host whose kernel has IPVS (a real LB host; or IPVS_LB_BENCH_TARGET=host), in a network namespace
-//   of its own made with `unshare -n`, so the host's own IPVS table is never seen or touched;
+// per rule, on the same kernel in the same run (bench/ipvs-guest.ts does the measuring, one size per process,
+// each step in a fresh network namespace). Where:
+// - on a host whose kernel has IPVS (a real LB host; or IPVS_LB_BENCH_TARGET=host), as root, in network
+//   namespaces of its own (`ip netns add ipvslbNNNs0a` ..., deleted afterwards), so the host's own IPVS table
+//   is never seen or touched;
 // - otherwise in the lab micro-VM, QEMU by default (IPVS_LB_LAB_BACKEND=uml to override): under UML every
 //   syscall costs ~480× a real one, QEMU's software CPU is closer in balance (shared/vm-lab.md).
 // Sizes: IPVS_LB_BENCH_SIZES="10000x10,2000x50" (the default; --quick: "1000x10,200x50"); a real LB host can
@@ -20,8 +22,10 @@ import { pureNoopDiffMs, type GuestOptions } from './ipvs-guest.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const guestJs = join(here, 'ipvs-guest.js');
-const NETNS_SETUP = 'ip link set lo up && ip link add bench0 type dummy && ip link set bench0 up && ip addr add 198.51.100.1/24 dev bench0';
 
+/** Makes an empty network namespace whose dummy link routes the real servers' subnet (IPVS refuses a
+ * destination it cannot route as unicast). */
+const makeNs = (ns: string) => `ip netns add ${ns} && ip -n ${ns} link set lo up && ip -n ${ns} link add bench0 type dummy && ip -n ${ns} link set bench0 up && ip -n ${ns} addr add 198.51.100.1/24 dev bench0`;
 export function parseSizes(text: string): Array<[number, number]> {
   return text.split(',').map((part) => {
     const m = /^\s*(\d+)x(\d+)\s*$/.exec(part);
@@ -57,31 +61,48 @@ function parseGuest(stdout: string, stderr: string): Record<string, unknown> {
   }
 }
 
-async function inLab(backend: Backend, o: GuestOptions, modules: string[]): Promise<Record<string, unknown>> {
-  const vm = await startVm({ backend, memoryMb: 1536 });
-  try {
-    await vm.run(`set -e; modprobe -a ${modules.join(' ')} dummy; ip netns add bench; ip netns exec bench sh -c '${NETNS_SETUP}'`);
-    const r = await vm.exec(['node', '--max-old-space-size=1024', guestJs, JSON.stringify(o)], { ns: 'bench', timeoutMs: 3_600_000 });
-    if (r.code !== 0) throw new Error(`benchmark guest failed (${r.code}):\n${r.stderr.slice(-4000)}`);
-    return parseGuest(r.stdout, r.stderr);
-  } finally {
-    await vm.stop();
-  }
+/** Runs a command where the kernel is; `ns` runs it in that network namespace. */
+type Runner = (cmd: string[], opts?: { ns?: string; timeoutMs?: number }) => Promise<{ code: number; stdout: string; stderr: string }>;
+
+interface Sized {
+  services: number;
+  dests: number;
 }
 
-function onHost(o: GuestOptions, modules: string[]): Record<string, unknown> {
-  spawnSync('modprobe', ['-a', ...modules, 'dummy'], { stdio: 'ignore' });
-  const r = spawnSync('unshare', ['-n', 'sh', '-c', `${NETNS_SETUP} && exec "$0" "$@"`, process.execPath, guestJs, JSON.stringify(o)], { encoding: 'utf8', maxBuffer: 16 << 20 });
-  if (r.status !== 0) throw new Error(`benchmark in a private network namespace failed (${r.status}):\n${r.stderr.slice(-4000)}`);
-  return parseGuest(r.stdout, r.stderr);
+/** One size per guest process, each in namespaces of its own that are deleted afterwards. */
+async function measureAll(run: Runner, sizes: Sized[], o: Omit<GuestOptions, 'services' | 'dests' | 'restoreNs' | 'perRuleNs'>, modules: string[]): Promise<Record<string, unknown>[]> {
+  const tag = `ipvslb${process.pid % 100000}`;
+  const load = await run(['modprobe', '-a', ...modules, 'dummy']);
+  if (load.code !== 0) throw new Error(`modprobe ${modules.join(' ')} dummy: ${load.stderr}`);
+  const out: Record<string, unknown>[] = [];
+  for (const [i, size] of sizes.entries()) {
+    const ns = [`${tag}s${i}a`, `${tag}s${i}b`, `${tag}s${i}c`];
+    const made = await run(['sh', '-c', ns.map(makeNs).join(' && ')]);
+    if (made.code !== 0) throw new Error(`making the benchmark's network namespaces: ${made.stderr}`);
+    try {
+      const g: GuestOptions = { ...o, ...size, restoreNs: ns[1]!, perRuleNs: ns[2]! };
+      const r = await run(['node', '--max-old-space-size=1024', guestJs, JSON.stringify(g)], { ns: ns[0], timeoutMs: 3_600_000 });
+      if (r.code !== 0) throw new Error(`benchmark guest failed (${r.code}):\n${r.stderr.slice(-4000)}`);
+      out.push(parseGuest(r.stdout, r.stderr));
+    } finally {
+      await run(['sh', '-c', ns.map((n) => `ip netns del ${n}`).join('; ')]);
+    }
+  }
+  return out;
 }
+
+const hostRunner: Runner = async (cmd, opts = {}) => {
+  const argv = opts.ns ? ['ip', 'netns', 'exec', opts.ns, ...cmd] : cmd;
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', maxBuffer: 16 << 20, timeout: opts.timeoutMs ?? 600_000 });
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? String(r.error ?? '') };
+};
 
 export default defineBenchmark({
   name: 'ipvs',
   description: 'programming S services × D real servers: IpvsClient/Reconciler vs ipvsadm -R vs one ipvsadm per rule; one more Service; no-op resync',
   async run({ quick }) {
-    const o: GuestOptions = {
-      sizes: parseSizes(process.env.IPVS_LB_BENCH_SIZES ?? (quick ? '1000x10,200x50' : '10000x10,2000x50')),
+    const sizeList = parseSizes(process.env.IPVS_LB_BENCH_SIZES ?? (quick ? '1000x10,200x50' : '10000x10,2000x50')).map(([services, dests]) => ({ services, dests }));
+    const o = {
       scheduler: process.env.IPVS_LB_BENCH_SCHEDULER ?? 'rr',
       perRuleSample: positiveInt('IPVS_LB_BENCH_PER_RULE', quick ? 50 : 200),
     };
@@ -89,18 +110,32 @@ export default defineBenchmark({
     const modules = ['ip_vs', `ip_vs_${o.scheduler}`];
     const host = hostHasIpvs();
     const backend: Backend | 'host' = host ? 'host' : ((process.env.IPVS_LB_LAB_BACKEND as Backend | undefined) ?? 'qemu');
-    const guest = host ? onHost(o, modules) : await inLab(backend as Backend, o, modules);
-    const sizes = guest.sizes as Array<Record<string, number>>;
+    let sizes: Array<Record<string, number>>;
+    if (host) {
+      sizes = (await measureAll(hostRunner, sizeList, o, modules)) as Array<Record<string, number>>;
+    } else {
+      const vm = await startVm({ backend: backend as Backend, memoryMb: 1536 });
+      try {
+        sizes = (await measureAll((cmd, opts) => vm.exec(cmd, opts ?? {}), sizeList, o, modules)) as Array<Record<string, number>>;
+      } finally {
+        await vm.stop();
+      }
+    }
+    const first = sizes[0] as unknown as Record<string, unknown>;
+    const guestKernel = first.kernel;
+    const guestTableRead = first.table_read;
     // The same pure code on this host's CPU, for reading emulated milliseconds.
     for (const s of sizes) {
       const hostMs = pureNoopDiffMs(s.services!, s.real_servers!, o.scheduler);
       s.host_pure_noop_diff_ms = Math.round(hostMs * 100) / 100;
-      s.js_slowdown = Math.round((s.pure_noop_diff_ms! / hostMs) * 10) / 10;
+      s.js_slowdown = hostMs > 0 ? Math.round((s.pure_noop_diff_ms! / hostMs) * 10) / 10 : 0;
+      delete (s as Record<string, unknown>).kernel;
+      delete (s as Record<string, unknown>).table_read;
     }
     const main = sizes[0]!;
     const worst = (k: string, pick: (a: number, b: number) => number) => sizes.map((s) => s[k]!).reduce((a, b) => pick(a, b));
     return {
-      backend, scheduler: o.scheduler, kernel: guest.kernel, table_read: guest.table_read,
+      backend, scheduler: o.scheduler, kernel: guestKernel, table_read: guestTableRead,
       sizes: sizes.map((s) => `${s.services}x${s.real_servers}`).join(','),
       // The goal figures, from the first size (10,000 services by default); every size is under `by_size`.
       rules_per_s: main.rules_per_s, ratio_vs_restore: worst('ratio_vs_restore', Math.min), ratio_vs_per_rule: worst('ratio_vs_per_rule', Math.min),
