@@ -6,24 +6,27 @@ import { execa } from 'execa';
 import type { FastifyInstance } from 'fastify';
 import { ensureGeneratedToken, readToken } from './api/auth.js';
 import { buildApiServer } from './api/server.js';
+import type { StatusView } from './api/state.js';
 import { loadConfig } from './config/load.js';
 import { summarizeConfig } from './config/summary.js';
 import type { Config, LogLevel } from './config/types.js';
-import { daemonApiState } from './daemon/api-state.js';
+import { daemonApiState, withHealth } from './daemon/api-state.js';
 import { DesiredOnlyDataPlane, type DataPlane, type DataPlaneHooks } from './daemon/dataplane.js';
 import { Metrics } from './daemon/metrics.js';
 import { desiredState } from './model/desired.js';
 import type { DesiredState } from './model/types.js';
+import { DrPathKernel, HealthMonitor, type BackendsChange } from './health/index.js';
 import { DurableIpam } from './store/allocator.js';
 import { LedgerError } from './store/errors.js';
 import { createLogger, type Logger } from './util/log.js';
-import { TokenBucket } from './util/rate-limit.js';
+import { version } from './util/version.js';
 import { AllocationController } from './watcher/allocation-controller.js';
 import { makeKubeClients, KubeConfigError } from './watcher/client.js';
 import { ClusterWatcher } from './watcher/cluster.js';
 import { EventRecorder } from './watcher/events.js';
 import { LeaderElector } from './watcher/lease.js';
 import { isOurService } from './watcher/ours.js';
+import { ProblemEvents } from './watcher/problems.js';
 import { StatusWriter } from './watcher/status.js';
 import { groupForVip } from './vrrp/groups.js';
 
@@ -54,7 +57,10 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
   let ipam: DurableIpam;
   try {
-    ipam = DurableIpam.open({ path: join(config.stateDir, 'ledger.sqlite'), host: config.hostName, pools: config.pools, now: Date.now(), quarantineSeconds: config.ipam.releaseQuarantineSeconds });
+    ipam = DurableIpam.open({
+      path: join(config.stateDir, 'ledger.sqlite'), host: config.hostName, pools: config.pools, now: Date.now(), quarantineSeconds: config.ipam.releaseQuarantineSeconds,
+      onCommit: (changes) => metrics.observeChanges(changes),
+    });
   } catch (err) {
     log.fatal({ err: (err as Error).message }, 'cannot open the allocation ledger');
     return err instanceof LedgerError ? err.exitCode : DaemonExit.ledger;
@@ -71,28 +77,39 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     return err instanceof KubeConfigError ? DaemonExit.kubeconfig : DaemonExit.api;
   }
 
-  const dataPlane = o.makeDataPlane?.(config, log, { onReconcile: (r) => metrics.observeReconcile(r) }) ?? new DesiredOnlyDataPlane();
+  let lastPass: StatusView['lastReconcile'] = null;
+  const dataPlane = o.makeDataPlane?.(config, log, {
+    onPass: (r) => {
+      metrics.observePass(r);
+      lastPass = { at: new Date().toISOString(), operations: r.operations, errors: r.errors, durationMs: r.durationMs };
+    },
+  }) ?? new DesiredOnlyDataPlane();
+  const startedAtMs = Date.now();
+  const startedAt = new Date(startedAtMs).toISOString();
   const problems = new Map<string, string[]>();
   let desiredTimer: NodeJS.Timeout | undefined;
-  // Until every informer has listed and start-up has re-confirmed the ledger, a desired state would be built
-  // from partial caches (Services before Nodes: virtual services without real servers) and the data plane
-  // would remove what the kernel rightly holds. So the first desired state is the one start-up computes.
+  let lastComputeMs = 0;
+  // Until every informer has listed once and the ledger is re-confirmed, a desired state would lack nodes or
+  // Services and the kernel would lose real servers it still serves: nothing reaches the data plane before.
   let desiredReady = false;
   const recomputeDesired = () => {
     if (desiredTimer || !desiredReady) return;
+    // The window grows with the cost of a computation (10,000 Services x 500 nodes takes a while), so a burst
+    // of changes spends at most a third of the CPU recomputing and the rest on the work itself.
     desiredTimer = setTimeout(() => {
       desiredTimer = undefined;
+      const t0 = performance.now();
       const d = computeDesired();
       problems.clear();
       for (const p of d.problems) problems.set(p.service, [...(problems.get(p.service) ?? []), `${p.reason}: ${p.message}`]);
+      problemEvents.update(d.problems);
       dataPlane.update(d);
-    }, config.reconcile.coalesceMs);
+      lastComputeMs = performance.now() - t0;
+      log.debug({ virtualServices: d.virtualServices.length, realServers: d.virtualServices.reduce((n, v) => n + v.realServers.length, 0), ms: Math.round(lastComputeMs) }, 'desired state computed');
+    }, Math.max(config.reconcile.coalesceMs, 2 * lastComputeMs));
   };
 
-  const cluster = new ClusterWatcher(clients, log, { changed: () => {
-    controller.schedule();
-    recomputeDesired();
-  } });
+  const cluster = new ClusterWatcher(clients, log, { service: (_t, svc, old) => controller.noteService(svc, old), allServices: () => controller.schedule(true), changed: recomputeDesired }, { resyncSeconds: config.kubernetes.resyncSeconds });
   const elector = new LeaderElector({
     api: clients.coordination, namespace: config.kubernetes.lease.namespace, name: config.kubernetes.lease.name,
     identity: config.hostName, durationSeconds: config.kubernetes.lease.durationSeconds,
@@ -100,13 +117,14 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     limiter: clients.limiter, log,
     onStartedLeading: (term) => {
       log.info({ term }, 'this host is now the allocator');
-      controller.schedule();
+      controller.schedule(true);
     },
     onStoppedLeading: () => log.warn('this host is no longer the allocator'),
   });
   const status = new StatusWriter({ api: clients.core, limiter: clients.limiter, stillOurs: (s) => isOurService(s, config.kubernetes) });
-  // Events get a budget of their own, as client-go's recorder has: feedback must never slow allocation.
-  const events = new EventRecorder({ api: clients.core, limiter: new TokenBucket(config.kubernetes.qps, config.kubernetes.burst), host: config.hostName, log });
+  // Events take the shared budget at the lowest priority: feedback never slows allocation, and the QPS holds.
+  const events = new EventRecorder({ api: clients.core, limiter: clients.limiter, host: config.hostName, log });
+  const problemEvents = new ProblemEvents({ events, service: (ns, name) => cluster.services.get(ns, name), isLeader: () => elector.status.leader });
   const controller = new AllocationController({
     config, ipam, cluster, status, events, log,
     isLeader: () => elector.status.leader, term: () => elector.status.term,
@@ -116,7 +134,29 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     },
   });
 
+  // Events on a Service when its last healthy backend goes and when one returns, from the host that carries
+  // the traffic (the VRRP master of the VIP's group), so LB hosts do not report the same thing twice.
+  const recordBackends = (changes: BackendsChange[]) => {
+    const groups = config.vrrp.enabled ? new Map(dataPlane.vrrp().map((g) => [g.name, g.state])) : undefined;
+    for (const c of changes) {
+      if (groups && groups.get(c.vrrpGroup ?? '') !== 'MASTER') continue;
+      const [ns, name] = c.service.split('/') as [string, string];
+      const svc = cluster.services.get(ns, name);
+      if (svc?.metadata?.uid === c.serviceUid) void events.record(svc, c.healthy ? 'HealthyBackends' : 'NoHealthyBackends', c.message);
+    }
+  };
+  const health = new HealthMonitor({
+    config: () => config, log, onChange: () => recomputeDesired(), onBackends: recordBackends,
+    onProbe: (kind, outcome) => metrics.healthProbeSeconds.observe({ kind }, outcome.latencyMs / 1000),
+  });
+
   function computeDesired(): DesiredState {
+    const candidates = computeCandidates();
+    health.setCandidates(candidates.virtualServices);
+    return health.apply(candidates);
+  }
+
+  function computeCandidates(): DesiredState {
     const allocations = new Map<string, { address: string; pool: string }[]>();
     for (const uid of ipam.ipam.uids()) allocations.set(uid, ipam.ipam.allocationsOf(uid).map((a) => ({ address: a.address, pool: a.pool })));
     return desiredState({
@@ -126,36 +166,68 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     });
   }
 
+  const healthOf = (node: string, vsKey: string) => health.view(node, vsKey);
+  // Every host asks for the Lease each retry period: no answer for a renew deadline means the server is gone,
+  // even while the watches still look connected (a server that stopped answering sends no reset).
+  const apiProblem = (): string | undefined => {
+    const silentMs = Date.now() - (elector.status.lastContactAt ?? startedAtMs);
+    if (silentMs <= config.kubernetes.lease.renewDeadlineSeconds * 1000) return undefined;
+    return `no answer to Lease requests for ${Math.round(silentMs / 1000)} s${elector.status.lastError ? ` (${elector.status.lastError})` : ''}`;
+  };
   const metrics = new Metrics({
     pools: () => ipam.ipam.poolStats(),
-    kubernetes: () => ({ connected: cluster.connected, leader: elector.status.leader, watchRestarts: cluster.stats.reduce((n, s) => n + s.watchRestarts, 0), errors: cluster.stats.reduce((n, s) => n + s.errors, 0) }),
+    kubernetes: () => ({
+      connected: cluster.connected && apiProblem() === undefined, leader: elector.status.leader, watchRestarts: cluster.stats.reduce((n, s) => n + s.watchRestarts, 0), errors: cluster.stats.reduce((n, s) => n + s.errors, 0),
+      byKind: cluster.stats.map((s) => ({ kind: s.kind, errors: s.errors })),
+      requests: { ...clients.limiter.granted }, eventsDropped: events.dropped,
+    }),
     vrrp: () => dataPlane.vrrp().map((g) => ({ group: g.name, state: g.state, transitions: g.transitions })),
-    virtualServices: async () => (await dataPlane.virtualServices()).map((v) => ({ ...v, service: v.service ?? '' })),
+    virtualServices: async () => withHealth(await dataPlane.virtualServices(), healthOf).map((v) => ({ ...v, service: v.service ?? '' })),
+    health: () => health.stats(),
   });
 
-  const reload = async (): Promise<{ ok: true; summary: string } | { ok: false; problems: string[] }> => {
-    const r = await loadConfig(o.configPath);
-    if (!r.ok) {
-      log.error({ problems: r.problems }, 'config reload refused; the running config stays');
-      return { ok: false, problems: r.problems };
-    }
-    const next = r.config;
-    const restartOnly = (['stateDir', 'hostName'] as const).filter((k) => next[k] !== config[k]);
-    if (JSON.stringify(next.kubernetes) !== JSON.stringify(config.kubernetes)) restartOnly.push('kubernetes' as never);
-    if (JSON.stringify(next.api) !== JSON.stringify(config.api)) restartOnly.push('api' as never);
-    if (restartOnly.length > 0) {
-      const problems = restartOnly.map((k) => `${k}: changes only take effect on restart; reload refused`);
-      log.error({ problems }, 'config reload refused');
+  type ReloadResult = { ok: true; summary: string } | { ok: false; problems: string[] };
+  // Nothing is half-applied: the new file is validated whole, then the fallible outside step (keepalived
+  // checks and installs its new config atomically) runs before anything in memory changes, and a failed
+  // ledger write puts keepalived's config back.
+  const reloadOnce = async (): Promise<ReloadResult> => {
+    const refuse = (problems: string[]): ReloadResult => {
+      log.error({ problems }, 'config reload refused; the running config stays');
       return { ok: false, problems };
+    };
+    const r = await loadConfig(o.configPath);
+    if (!r.ok) return refuse(r.problems);
+    const next = r.config;
+    // The VIP interface is opened once at start, like the ledger, the watches and the listener.
+    const restartOnly: string[] = (['stateDir', 'hostName', 'interface'] as const).filter((k) => next[k] !== config[k]);
+    if (JSON.stringify(next.kubernetes) !== JSON.stringify(config.kubernetes)) restartOnly.push('kubernetes');
+    if (JSON.stringify(next.api) !== JSON.stringify(config.api)) restartOnly.push('api');
+    if (next.vrrp.enabled !== config.vrrp.enabled) restartOnly.push('vrrp.enabled');
+    if (restartOnly.length > 0) return refuse(restartOnly.map((k) => `${k}: changes only take effect on restart; reload refused`));
+    try {
+      await dataPlane.reconfigure(next);
+    } catch (err) {
+      return refuse([`vrrp: ${(err as Error).message}`]);
     }
-    ipam.reloadPools(next.pools, { quarantineSeconds: next.ipam.releaseQuarantineSeconds }, { now: Date.now(), term: elector.status.term });
+    try {
+      ipam.reloadPools(next.pools, { quarantineSeconds: next.ipam.releaseQuarantineSeconds }, { now: Date.now(), term: elector.status.term });
+    } catch (err) {
+      await dataPlane.reconfigure(config).catch((e: unknown) => log.error({ err: String(e) }, 'could not restore the previous keepalived configuration'));
+      return refuse([`pools: cannot record the new pools in the ledger: ${(err as Error).message}`]);
+    }
     Object.assign(config, next);
     log.level = o.logLevel ?? config.logging.level;
-    await dataPlane.reconfigure(config);
-    controller.schedule();
+    controller.schedule(true);
     recomputeDesired();
     log.info('config reloaded');
     return { ok: true, summary: summarizeConfig(config) };
+  };
+  // One reload at a time: a SIGHUP and an API call never interleave.
+  let reloading: Promise<unknown> = Promise.resolve();
+  const reload = (): Promise<ReloadResult> => {
+    const run = reloading.then(reloadOnce, reloadOnce);
+    reloading = run.catch(() => undefined);
+    return run;
   };
 
   let api: FastifyInstance;
@@ -164,10 +236,19 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
       state: daemonApiState({
         config: () => config, ipam, cluster, dataPlane, metrics: () => metrics,
         reconcile: async () => {
-          if (desiredReady) dataPlane.update(computeDesired());
+          if (!desiredReady) throw Object.assign(new Error('the daemon is still starting (no complete view of the cluster yet); nothing was reconciled'), { statusCode: 503 });
+          dataPlane.update(computeDesired());
           return dataPlane.reconcileNow();
         },
         reload, problemsOf: (s) => problems.get(s) ?? [],
+        realServerHealth: healthOf, extraMessages: () => health.problems(),
+        status: () => ({
+          host: config.hostName, version, startedAt,
+          allocator: { leader: elector.status.leader, holder: elector.status.holder ?? null, term: elector.status.term },
+          services: { allocated: ipam.ipam.serviceCount, withProblems: problems.size },
+          lastReconcile: lastPass,
+        }),
+        apiProblem,
       }),
       token, listen: config.api.listen, tls: config.api.tls,
     });
@@ -182,18 +263,31 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   }
 
   await dataPlane.start();
+  // Probing steers traffic, so it runs only with a data plane that carries some: a --no-kernel daemon
+  // sends no probe at all.
+  if (o.makeDataPlane) {
+    // The DR path check and drain detection need the kernel; without it drains end by their grace period.
+    try {
+      health.attachKernel(await DrPathKernel.open({ config: () => config, log }));
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'no DR path check: IPVS not reachable for the health checker');
+    }
+    health.start();
+  }
   cluster.start();
   elector.start();
   const expireTimer = setInterval(() => {
     try {
-      if (ipam.expire({ now: Date.now(), term: elector.status.term }).length > 0) controller.schedule();
+      if (ipam.expire({ now: Date.now(), term: elector.status.term }).length > 0) controller.schedule(true);
     } catch (err) {
       log.error({ err: (err as Error).message }, 'could not expire quarantines');
     }
     // NotReady grace periods end with time alone: recompute even without an event.
     recomputeDesired();
   }, 5000);
-  const resyncTimer = setInterval(() => void dataPlane.reconcileNow().catch((err) => log.error({ err: String(err) }, 'periodic reconcile failed')), config.reconcile.resyncSeconds * 1000);
+  const resyncTimer = setInterval(() => {
+    if (desiredReady) void dataPlane.reconcileNow().catch((err) => log.error({ err: String(err) }, 'periodic reconcile failed'));
+  }, config.reconcile.resyncSeconds * 1000);
 
   const started = (async () => {
     // Leadership may take a retry period: give the election one round before start-up decides whether to
@@ -207,7 +301,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     log.info('ready');
   })().catch((err) => log.error({ err: (err as Error).message }, 'start-up failed'));
 
-  const onHup = () => void reload();
+  const onHup = () => void reload().catch((err: unknown) => log.error({ err: String(err) }, 'config reload failed'));
   process.on('SIGHUP', onHup);
   const stop = new Promise<void>((resolve) => {
     process.once('SIGTERM', () => resolve());
@@ -227,6 +321,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   log.debug('watches stopped');
   await api.close();
   log.debug('API closed');
+  await health.stop();
   await dataPlane.stop();
   ipam.close();
   log.info('stopped');

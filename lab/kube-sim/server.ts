@@ -19,7 +19,7 @@ import { isObject, type JsonObject } from './json.js';
 import { Registry, type ListOptions } from './registry.js';
 import { apiVersionOf, findType, RESOURCE_TYPES, type ResourceType } from './resources.js';
 import { ServiceNetwork } from './services.js';
-import { ApiError, badRequest, forbidden, internalError, methodNotAllowed, pathNotFound, unauthorized } from './status.js';
+import { ApiError, badRequest, fieldInvalid, forbidden, internalError, invalid, methodNotAllowed, pathNotFound, unauthorized } from './status.js';
 import { Store } from './store.js';
 import { toTable, wantsTable, type IncludeObject } from './table.js';
 import { WatchStream } from './watch.js';
@@ -84,6 +84,7 @@ export class KubeSim {
   private readonly sockets = new Set<Socket>();
   private readonly watches = new Set<WatchStream>();
   private readonly counts = new Map<string, number>();
+  private readonly denied: string[] = [];
   private rules: AccessRule[];
   private portNumber: number;
 
@@ -311,6 +312,12 @@ export class KubeSim {
 
   resetCounts(): void {
     this.counts.clear();
+    this.denied.length = 0;
+  }
+
+  /** Requests refused with 403 by the rules, oldest first ("patch services/status in default name web"). */
+  deniedRequests(): string[] {
+    return [...this.denied];
   }
 
   /** Becomes unreachable: the listener closes (connection refused) and every open connection is cut. */
@@ -405,7 +412,8 @@ export class KubeSim {
     // Admin calls are the test's, not the client's: they stay out of the request counts.
     if (!path.startsWith(ADMIN_PREFIX)) this.count(`${verb} ${resource}`);
     const body = await readBody(req);
-    if (this.faults.delayMs > 0) await sleep(this.faults.delayMs);
+    // Not for admin calls: `PUT delay {"ms": 0}` must undo a long delay at once.
+    if (this.faults.delayMs > 0 && !path.startsWith(ADMIN_PREFIX)) await sleep(this.faults.delayMs);
     const anonymous = ['/version', '/healthz', '/livez', '/readyz'].includes(path);
     if (!anonymous && req.headers.authorization !== `Bearer ${this.token}`) throw unauthorized();
     if (path.startsWith(ADMIN_PREFIX)) {
@@ -422,7 +430,10 @@ export class KubeSim {
     }
     const t = route.type;
     const attrs: Attributes = { verb, group: t.group, resource: t.plural, subresource: route.subresource, namespace: route.namespace, name: route.name };
-    if (!t.virtual && !allowed(this.rules, attrs)) throw forbidden(this.opts.user, verb, resource, t.group, route.namespace, route.name);
+    if (!t.virtual && !allowed(this.rules, attrs)) {
+      this.denied.push(`${verb} ${resource}${route.namespace ? ` in ${route.namespace}` : ''}${route.name ? ` name ${route.name}` : ''}`);
+      throw forbidden(this.opts.user, verb, resource, t.group, route.namespace, route.name);
+    }
     const q = url.searchParams;
     const write = { dryRun: q.get('dryRun') === 'All' };
     const parsed = body.length > 0 ? parseJson(body) : undefined;
@@ -489,6 +500,13 @@ export class KubeSim {
   private review(body: unknown): JsonObject {
     if (!isObject(body) || !isObject(body.spec)) throw badRequest('a SelfSubjectAccessReview needs a spec');
     const ra = isObject(body.spec.resourceAttributes) ? body.spec.resourceAttributes : undefined;
+    const nra = isObject(body.spec.nonResourceAttributes) ? body.spec.nonResourceAttributes : undefined;
+    // As pkg/apis/authorization/validation: exactly one of the two attribute sets.
+    if ((ra === undefined) === (nra === undefined)) {
+      throw invalid('SelfSubjectAccessReview', '', [fieldInvalid('spec.resourceAttributes', nra ?? 'null', 'exactly one of nonResourceAttributes or resourceAttributes must be specified')], 'authorization.k8s.io');
+    }
+    // Non-resource paths (/version, /healthz, ...) are open to every authenticated user here, as the
+    // default system:discovery and system:public-info-viewer roles make them on a real server.
     let ok = true;
     if (ra) {
       ok = allowed(this.rules, {
@@ -499,6 +517,8 @@ export class KubeSim {
         namespace: String(ra.namespace ?? ''),
         name: String(ra.name ?? ''),
       });
+    } else {
+      ok = String(nra!.verb ?? '') === 'get';
     }
     return {
       kind: 'SelfSubjectAccessReview',

@@ -38,5 +38,5 @@ export { resolveBackend } from './backends.js';
 export { sweepStale } from './cleanup.js';
 export { backgroundLaunch } from './guest-scripts.js';
 export { shArgv, shq } from './shell.js';
-export { applyTopology, checkTopology, curl, curlMany, parseWhoami, planTopology, LAN, ROUTER, SWITCH_NS, VIP_RANGE, WAN } from './topology.js';
+export { applyTopology, checkTopology, curl, curlMany, healthzFile, parseWhoami, planTopology, restartServer, serverArgv, setHealthz, LAN, ROUTER, SWITCH_NS, VIP_RANGE, WAN } from './topology.js';
 export type { ClientSpec, LbHostSpec, NodeSpec, ServerInfo, Topology, TopologyPlan, TopologySpec, VipMode, Whoami } from './topology.js';

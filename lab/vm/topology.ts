@@ -48,6 +48,12 @@ export interface NodeSpec {
   http?: number[];
   /** TCP ports with an echo server. Default none. */
   echo?: number[];
+  /**
+   * TCP ports with a health server like kube-proxy's (:10256, or a Service's healthCheckNodePort): it answers
+   * every GET with the status code in the file healthzFile(runDir, node, port), 200 until a test writes
+   * another (setHealthz). Default none.
+   */
+  healthz?: number[];
 }
 
 export interface ClientSpec {
@@ -163,12 +169,13 @@ export function checkTopology(spec: TopologySpec, backend?: 'uml' | 'qemu'): Che
     }
     const http = ports(`${f}.http`, n.http ?? [80]);
     const echo = ports(`${f}.echo`, n.echo);
-    const dup = [...http, ...echo].find((p, k, all) => all.indexOf(p) !== k);
+    const healthz = ports(`${f}.healthz`, n.healthz);
+    const dup = [...http, ...echo, ...healthz].find((p, k, all) => all.indexOf(p) !== k);
     if (dup !== undefined) throw new Error(`topology ${f}: port ${dup} is used by two servers`);
     const v = vips(f, n.vips);
     if (!ip6 && v.some(isV6)) throw new Error(`topology ${f}.vips: IPv6 VIPs need ${f}.ip6`);
     if (vipMode === 'tunl0' && v.some(isV6)) throw new Error(`topology ${f}.vips: vipMode tunl0 takes IPv4 VIPs only`);
-    return { name: n.name, ip, ip6, vipMode, vips: v, http, echo };
+    return { name: n.name, ip, ip6, vipMode, vips: v, http, echo, healthz };
   });
   const clients = (spec.clients ?? []).map((c, i) => {
     const f = `clients[${i}]`;
@@ -191,6 +198,51 @@ body="node=$LAB_NODE client=$SOCAT_PEERADDR clientport=$SOCAT_PEERPORT local=$SO
 "
 printf 'HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s' "\${#body}" "$body"
 `;
+}
+
+/** The health responder (dash, builtins only): the status code comes from a file per node and port. */
+export function healthzResponderScript(runDir: string): string {
+  return `#!/bin/sh
+# Answers like kube-proxy's health servers: 200 with a small JSON body, or whatever code the file holds.
+while read -r l && [ \${#l} -gt 1 ]; do :; done
+code=200
+f=${shq(`${runDir}/topo/healthz`)}/"$LAB_NODE-$SOCAT_SOCKPORT"
+[ -r "$f" ] && read -r code < "$f"
+case "$code" in 200) text=OK ;; 503) text='Service Unavailable' ;; *) text=Status ;; esac
+body="{\\"node\\":\\"$LAB_NODE\\",\\"port\\":$SOCAT_SOCKPORT,\\"code\\":$code}"
+printf 'HTTP/1.0 %s %s\\r\\nContent-Type: application/json\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s' "$code" "$text" "\${#body}" "$body"
+`;
+}
+
+/** The file whose content is the status code a node's health server on `port` answers with. */
+export const healthzFile = (runDir: string, node: string, port: number): string => `${runDir}/topo/healthz/${node}-${port}`;
+
+/** Makes node's health server on `port` answer with `code` from its next request on (200, 503, ...). */
+export async function setHealthz(vm: Vm, node: string, port: number, code: number): Promise<void> {
+  if (!Number.isInteger(code) || code < 100 || code > 599) throw new Error(`setHealthz code: ${JSON.stringify(code)} is not an HTTP status`);
+  await vm.writeFile(healthzFile(vm.runDir, node, port), `${code}\n`);
+}
+
+/** The command line of a node's server (the topology starts it; restartServer starts it again). */
+export function serverArgv(runDir: string, s: Pick<ServerInfo, 'kind' | 'port' | 'family'>): string[] {
+  const listen = s.family === 6 ? 'TCP6-LISTEN' : 'TCP4-LISTEN';
+  const opt = s.family === 6 ? ',ipv6only=1' : '';
+  const topo = `${runDir}/topo`;
+  const target = s.kind === 'http' ? `EXEC:/bin/sh ${topo}/http-responder.sh` : s.kind === 'healthz' ? `EXEC:/bin/sh ${topo}/healthz-responder.sh` : 'PIPE';
+  return ['socat', `${listen}:${s.port},fork,reuseaddr${opt}`, target];
+}
+
+/**
+ * Starts a node's server again after a test stopped it: `name` is the topology's (KIND-NODE-PORT or
+ * KIND6-NODE-PORT), `as` the new process name (names are unique per VM). Returns once it listens.
+ */
+export async function restartServer(vm: Vm, name: string, as: string): Promise<GuestProcess> {
+  const m = /^(http|echo|healthz)(6?)-([a-z][a-z0-9-]*)-(\d+)$/.exec(name);
+  if (!m) throw new Error(`restartServer name: ${JSON.stringify(name)} is not KIND-NODE-PORT`);
+  const info: ServerInfo = { name, ns: m[3]!, kind: m[1] as ServerInfo['kind'], port: Number(m[4]), family: m[2] ? 6 : 4 };
+  const p = await vm.spawn(as, serverArgv(vm.runDir, info), { ns: info.ns, env: { LAB_NODE: info.ns } });
+  await vm.run(`${portsWaitFn}lab_wait_listen ${info.family === 6 ? '6:' : ''}${info.port}`, { ns: info.ns });
+  return p;
 }
 
 export interface Whoami {
@@ -218,10 +270,10 @@ export function parseWhoami(body: string): Whoami {
 }
 
 export interface ServerInfo {
-  /** Background process name: http-NODE-PORT, echo-NODE-PORT (IPv4), http6-NODE-PORT, echo6-NODE-PORT (IPv6). */
+  /** Background process name: KIND-NODE-PORT (IPv4) or KIND6-NODE-PORT (IPv6), KIND one of http, echo, healthz. */
   name: string;
   ns: string;
-  kind: 'http' | 'echo';
+  kind: 'http' | 'echo' | 'healthz';
   port: number;
   family: 4 | 6;
 }
@@ -338,7 +390,7 @@ ${t.v6 ? 'echo 1 > /proc/sys/net/ipv6/conf/all/forwarding\n' : ''}`);
     const ipCmds = ['link set lo up', 'link set eth0 up', ...own(n), ...lanGw(n)];
     const v4vips = n.vips.filter((v) => !isV6(v));
     const v6vips = n.vips.filter(isV6);
-    const ports = [...n.http, ...n.echo];
+    const ports = [...n.http, ...n.echo, ...n.healthz];
     const sys: string[] = [];
     let nft = '';
     switch (n.vipMode) {
@@ -392,16 +444,13 @@ ${table('ip', v4vips, n.ip)}${table('ip6', v6vips, `[${n.ip6 ?? ''}]`)}LAB_EOF
     const launches: string[] = [];
     // One socat per port and family (a dual-stack socket would report IPv4 clients as ::ffff:a.b.c.d).
     const families: Array<['' | '6', string]> = [['', 'TCP4-LISTEN'], ...(n.ip6 ? [['6', 'TCP6-LISTEN'] as ['6', string]] : [])];
-    for (const [fam, listen] of families) {
-      const opt = fam ? ',ipv6only=1' : '';
-      for (const [kind, list, target] of [['http', n.http, `EXEC:/bin/sh ${topo}/http-responder.sh`], ['echo', n.echo, 'PIPE']] as const) {
+    for (const [fam] of families) {
+      for (const [kind, list] of [['http', n.http], ['echo', n.echo], ['healthz', n.healthz]] as const) {
         for (const p of list) {
           const name = `${kind}${fam}-${n.name}-${p}`;
-          servers.push({ name, ns: n.name, kind, port: p, family: fam ? 6 : 4 });
-          launches.push(backgroundLaunch({
-            runDir, name, logPath: `${runDir}/artifacts/logs/${name}.log`,
-            argv: ['socat', `${listen}:${p},fork,reuseaddr${opt}`, target],
-          }));
+          const info: ServerInfo = { name, ns: n.name, kind, port: p, family: fam ? 6 : 4 };
+          servers.push(info);
+          launches.push(backgroundLaunch({ runDir, name, logPath: `${runDir}/artifacts/logs/${name}.log`, argv: serverArgv(runDir, info) }));
         }
       }
     }
@@ -414,6 +463,7 @@ ${nft}export LAB_NODE=${shq(n.name)}
 ${launches.join('')}${portsWaitFn}${listen.length ? `lab_wait_listen ${listen.join(' ')}\n` : ''}`);
   }
   if (t.nodes.some((n) => n.http.length > 0)) files.set('http-responder.sh', httpResponderScript());
+  if (t.nodes.some((n) => n.healthz.length > 0)) files.set('healthz-responder.sh', healthzResponderScript(runDir));
   lines.push('echo topology-ready');
   return { script: `${lines.join('\n')}\n`, files, servers };
 }
@@ -430,7 +480,7 @@ export interface Topology {
  * is wrong, and with the guest's stderr if a step fails there. */
 export async function applyTopology(vm: Vm, spec: TopologySpec): Promise<Topology> {
   const plan = planTopology(spec, vm.runDir, vm.backend);
-  mkdirSync(`${vm.runDir}/topo`, { recursive: true });
+  mkdirSync(`${vm.runDir}/topo/healthz`, { recursive: true });
   for (const [file, text] of plan.files) await vm.writeFile(`${vm.runDir}/topo/${file}`, text, '0755');
   const r = await vm.run(plan.script, { timeoutMs: 120_000 });
   const servers = new Map<string, GuestProcess>();

@@ -35,6 +35,9 @@ const Paging = {
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'page size (1-1000)' })),
 };
 
+/** Routes without parameters still refuse unknown ones, so a typo (`?namespce=`) never silently returns everything. */
+const noQuery = { querystring: Type.Object({}, { additionalProperties: false }) };
+
 /** The mutating endpoints take no parameters: an empty body or `{}`; anything else is named and refused. */
 function rejectBody(req: FastifyRequest, reply: FastifyReply): boolean {
   const b = req.body;
@@ -55,6 +58,17 @@ export async function buildApiServer(o: ApiServerOptions): Promise<FastifyInstan
     bodyLimit: o.bodyLimit ?? 64 * 1024,
     ...(o.tls ? { https: { cert: readFileSync(o.tls.certFile), key: readFileSync(o.tls.keyFile) } } : {}),
     ajv: { customOptions: { removeAdditional: false, allErrors: true, coerceTypes: true, useDefaults: true } },
+    // Requests Node's HTTP parser cannot read (malformed framing, oversized headers) get the one error shape too.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return;
+      const [status, code, what] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'RequestHeaderFieldsTooLarge', 'request headers too large'] : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'RequestTimeout', 'request not received in time'] : [400, 'BadRequest', `malformed HTTP request (${err.code ?? 'parse error'})`];
+      const body = JSON.stringify({ error: { code, message: what } });
+      socket.end(`HTTP/1.1 ${status} ${code}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`);
+    },
+    // A path that is not valid percent-encoding is refused before routing; keep the one error shape.
+    frameworkErrors: (err, req, reply) => {
+      sendError(reply, 400, err.code === 'FST_ERR_BAD_URL' ? `path: not a valid URL (${JSON.stringify(req.url.slice(0, 100))})` : err.message);
+    },
   });
   const readsNeedToken = !isLoopback(o.listen.host);
   const routes: RouteDoc[] = [];
@@ -88,17 +102,18 @@ export async function buildApiServer(o: ApiServerOptions): Promise<FastifyInstan
   const read = auth(false);
   const write = auth(true);
 
-  app.get('/healthz', { config: { description: 'liveness: the process serves requests' } }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { config: { description: 'readiness: ledger open, kernel reachable, reconciled at least once; Kubernetes reachability is reported but not required (fail static)' } }, async (_req, reply) => {
+  app.get('/healthz', { schema: noQuery, config: { description: 'liveness: the process serves requests' } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: noQuery, config: { description: 'readiness: ledger open, kernel reachable, reconciled at least once; Kubernetes reachability is reported but not required (fail static)' } }, async (_req, reply) => {
     const h = o.state.health();
     return reply.code(h.ready ? 200 : 503).send(h);
   });
-  app.get('/metrics', { onRequest: read, config: { description: 'Prometheus metrics' } }, async (_req, reply) => {
+  app.get('/metrics', { onRequest: read, schema: noQuery, config: { description: 'Prometheus metrics' } }, async (_req, reply) => {
     const m = await o.state.metrics();
     return reply.type(m.contentType).send(m.body);
   });
 
-  app.get('/api/v1/pools', { onRequest: read, config: { description: 'pools with size, used, free and orphaned addresses' } }, async () => ({ items: o.state.pools() }));
+  app.get('/api/v1/status', { onRequest: read, schema: noQuery, config: { description: 'this host: allocator role, Services served, last reconcile' } }, async () => o.state.status());
+  app.get('/api/v1/pools', { onRequest: read, schema: noQuery, config: { description: 'pools with size, used, free and orphaned addresses' } }, async () => ({ items: o.state.pools() }));
   app.get('/api/v1/allocations', {
     onRequest: read,
     config: { description: 'allocations, filtered and paginated' },
@@ -122,7 +137,7 @@ export async function buildApiServer(o: ApiServerOptions): Promise<FastifyInstan
   app.get('/api/v1/allocations/:ip', {
     onRequest: read,
     config: { description: 'the allocations of one address (several when shared)' },
-    schema: { params: Type.Object({ ip: Type.String({ maxLength: 45 }) }, { additionalProperties: false }) },
+    schema: { ...noQuery, params: Type.Object({ ip: Type.String({ maxLength: 45 }) }, { additionalProperties: false }) },
   }, async (req, reply) => {
     const raw = (req.params as { ip: string }).ip;
     const ip = canonicalIp(raw);
@@ -134,15 +149,15 @@ export async function buildApiServer(o: ApiServerOptions): Promise<FastifyInstan
   app.get('/api/v1/services/:namespace/:name', {
     onRequest: read,
     config: { description: 'one Service: allocation, virtual services, real servers with weight, health and kernel stats' },
-    schema: { params: Type.Object({ namespace: Type.String({ pattern: dns }), name: Type.String({ pattern: dns }) }, { additionalProperties: false }) },
+    schema: { ...noQuery, params: Type.Object({ namespace: Type.String({ pattern: dns }), name: Type.String({ pattern: dns }) }, { additionalProperties: false }) },
   }, async (req, reply) => {
     const p = req.params as { namespace: string; name: string };
     const v = await o.state.service(p.namespace, p.name);
     if (!v) return sendError(reply, 404, `service ${p.namespace}/${p.name} is not served by ipvs-lb`);
     return v;
   });
-  app.get('/api/v1/virtual-services', { onRequest: read, config: { description: 'the kernel view: virtual services with stats' } }, async () => ({ items: await o.state.virtualServices() }));
-  app.get('/api/v1/vrrp', { onRequest: read, config: { description: 'VRRP groups: state, since when, transitions' } }, async () => ({ items: o.state.vrrp() }));
+  app.get('/api/v1/virtual-services', { onRequest: read, schema: noQuery, config: { description: 'the kernel view: virtual services with stats' } }, async () => ({ items: await o.state.virtualServices() }));
+  app.get('/api/v1/vrrp', { onRequest: read, schema: noQuery, config: { description: 'VRRP groups: state, since when, transitions' } }, async () => ({ items: o.state.vrrp() }));
   app.get('/api/v1/events', {
     onRequest: read,
     config: { description: 'the audit log, newest first; page with before=<next of the previous page>' },
@@ -156,10 +171,12 @@ export async function buildApiServer(o: ApiServerOptions): Promise<FastifyInstan
 
   app.post('/api/v1/reconcile', {
     onRequest: write,
+    schema: noQuery,
     config: { description: 'run a full reconcile now (token required); no body, or {}' },
   }, async (req, reply) => (rejectBody(req, reply) ? reply : o.state.reconcile()));
   app.post('/api/v1/config/reload', {
     onRequest: write,
+    schema: noQuery,
     config: { description: 're-read and apply the config file; an invalid file is refused whole (token required); no body, or {}' },
   }, async (req, reply) => {
     if (rejectBody(req, reply)) return reply;
@@ -167,7 +184,7 @@ export async function buildApiServer(o: ApiServerOptions): Promise<FastifyInstan
     if (!r.ok) return reply.code(400).send({ error: { code: 'InvalidConfig', message: `the config file was refused; the running config stays: ${r.problems.join('; ')}` }, problems: r.problems });
     return r;
   });
-  app.get('/api/v1/openapi.json', { config: { description: 'this document' } }, async () => buildOpenApi(routes));
+  app.get('/api/v1/openapi.json', { schema: noQuery, config: { description: 'this document' } }, async () => buildOpenApi(routes));
 
   await app.ready();
   return app;

@@ -34,8 +34,36 @@ export interface RealServerView {
   weight: number;
   state: string;
   health: 'up' | 'down' | 'unknown';
+  /** The probes behind `health` (docs/health.md), when health checking is on for the Service. */
+  checks?: HealthCheckView[];
   activeConnections?: number;
   inactiveConnections?: number;
+  /** Kernel counters of this destination (absent without a kernel data plane). */
+  stats?: TrafficStats;
+}
+
+/** IPVS counters of a virtual service or one of its destinations; cps is the kernel's 2 s estimate. */
+export interface TrafficStats {
+  connections: number;
+  packetsIn: number;
+  packetsOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  cps: number;
+}
+
+export interface HealthCheckView {
+  /** kube-proxy (node health port), service (healthCheckNodePort), dr (path through the VIP), dr-node (the node accepts no VIP traffic). */
+  kind: 'kube-proxy' | 'service' | 'dr' | 'dr-node';
+  target: string;
+  state: 'up' | 'down' | 'unknown';
+  since: string | null;
+  consecutiveSuccesses: number;
+  consecutiveFailures: number;
+  lastError: string | null;
+  lastCheck: string | null;
+  /** Held down by flap damping until about then. */
+  suppressedUntil: string | null;
 }
 
 export interface VirtualServiceView {
@@ -47,7 +75,7 @@ export interface VirtualServiceView {
   forwarding: string;
   service?: string;
   owned: boolean;
-  stats?: { connections: number; packetsIn: number; packetsOut: number; bytesIn: number; bytesOut: number; cps: number };
+  stats?: TrafficStats;
   realServers: RealServerView[];
 }
 
@@ -96,6 +124,18 @@ export interface HealthView {
   sysctls?: SysctlFinding[];
 }
 
+/** What `ipvs-lb status` shows besides health, VRRP and pools: this host's role and the last reconcile. */
+export interface StatusView {
+  host: string;
+  version: string;
+  startedAt: string;
+  /** Whether this host holds the allocator Lease, and who does. */
+  allocator: { leader: boolean; holder: string | null; term: number };
+  /** Services holding an address in the ledger, and how many of them have a reported problem. */
+  services: { allocated: number; withProblems: number };
+  lastReconcile: { at: string; operations: number; errors: number; durationMs: number } | null;
+}
+
 export interface Page<T> {
   items: T[];
   total: number;
@@ -112,6 +152,7 @@ export interface ApiState {
   vrrp(): VrrpGroupView[];
   events(page: { before?: number; limit: number }): AuditPage;
   health(): HealthView;
+  status(): StatusView;
   reconcile(): Promise<{ operations: number; errors: number; durationMs: number }>;
   reloadConfig(): Promise<{ ok: true; summary: string } | { ok: false; problems: string[] }>;
   metrics(): Promise<{ contentType: string; body: string }>;

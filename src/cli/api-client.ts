@@ -11,6 +11,13 @@ export class CliError extends Error {
   }
 }
 
+/** The API did not answer at all (refused, timed out): the daemon is down or listens elsewhere. */
+export class ApiUnreachableError extends CliError {
+  constructor(readonly base: string, readonly reason: string) {
+    super(`cannot reach the ipvs-lb API at ${base} (${reason}); is the daemon running?`, 3);
+  }
+}
+
 export interface ApiClient {
   get<T>(path: string): Promise<T>;
   /** GET that also accepts the listed error statuses as answers (e.g. /readyz's 503 carries the health report). */
@@ -45,7 +52,7 @@ export function apiClient(config: Config, opts: { url?: string; token?: string }
       res = await fetch(`${base}${path}`, { method, headers: bearer ? { authorization: `Bearer ${bearer}` } : {}, signal: AbortSignal.timeout(10_000) });
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-      throw new CliError(`cannot reach the ipvs-lb API at ${base} (${cause}); is the daemon running?`, 3);
+      throw new ApiUnreachableError(base, cause);
     }
     const text = await res.text();
     let body: unknown;

@@ -1,7 +1,7 @@
 // `ipvs-lb lab`: a simulated Kubernetes API with a sample three-node cluster, so ipvs-lb (and kubectl) can be
 // tried without a cluster. The simulator lives in lab/, outside the shipped package, hence the dynamic import.
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
@@ -43,6 +43,10 @@ export function registerLab(program: Command, ctx: CliContext): void {
       }
       sampleCluster(sim);
       const kubeconfig = await sim.writeKubeconfig();
+      // The token goes into a header file for curl's -H @FILE, so it is not in the shell history.
+      const header = join(sim.dir, 'admin.header');
+      await writeFile(header, `Authorization: Bearer ${sim.token}\n`, { mode: 0o600 });
+      const admin = (args: string, path: string) => `  curl -sS --cacert ${sim.caFile} -H @${header} ${args}${args ? ' ' : ''}${sim.url}/kube-sim/v1/${path}`;
       // The set-up script unpacks Debian's kubectl 1.20 into the checkout; point at it when it is there.
       const bundled = join(fileURLToPath(new URL('../../..', import.meta.url)), '.cache/kubernetes-client/usr/bin/kubectl');
       const kubectl = existsSync(bundled) ? relative(process.cwd(), bundled) || bundled : 'kubectl';
@@ -56,6 +60,20 @@ export function registerLab(program: Command, ctx: CliContext): void {
           `  ${kubectl} --kubeconfig ${kubeconfig} get nodes -o wide`,
           `  ${kubectl} --kubeconfig ${kubeconfig} create service loadbalancer whoami --tcp=80:80`,
           `  ${kubectl} --kubeconfig ${kubeconfig} get svc`,
+          '',
+          'Steer it through its admin API (same token; docs/kube-sim.md, "Admin HTTP API"):',
+          '  # requests received, by verb and resource',
+          admin('', 'requests'),
+          '  # node-2 goes NotReady ({"ready":true} brings it back)',
+          admin(`-X PUT -d '{"ready":false}'`, 'nodes/node-2/ready'),
+          "  # the Service's endpoints run on node-1 and node-3",
+          admin(`-X PUT -d '{"endpoints":[{"node":"node-1"},{"node":"node-3"}]}'`, 'endpoints/default/whoami'),
+          '  # every open watch ends',
+          admin('-X POST', 'drop-watches'),
+          '  # the next 5 requests fail with 500 (429 and 503 too; {"durationMs":N} instead of count)',
+          admin(`-X POST -d '{"status":500,"count":5}'`, 'faults'),
+          '  # a 60 s API outage (connections refused), objects kept',
+          admin(`-X POST -d '{"downMs":60000}'`, 'restart'),
           '',
           'Ctrl-C stops it.',
         ].join('\n'),

@@ -5,6 +5,7 @@ import { version } from '../util/version.js';
 import { createContext } from './context.js';
 import { ExitCode } from './exit-codes.js';
 import { registerDaemon } from './daemon.js';
+import { registerDoctor } from './doctor.js';
 import { registerOperate } from './operate.js';
 import { registerValidate } from './validate.js';
 import { registerLab } from './lab.js';
@@ -24,6 +25,7 @@ export function buildProgram(): { program: Command; ctx: ReturnType<typeof creat
   registerDaemon(program, ctx);
   registerOperate(program, ctx);
   registerRenderKeepalived(program, ctx);
+  registerDoctor(program, ctx);
   return { program, ctx };
 }
 

@@ -1,8 +1,12 @@
 // Three renderings of one result: a table for people, JSON and YAML for scripts.
+import { Option } from 'commander';
 import { stringify } from 'yaml';
 
 export type OutputFormat = 'table' | 'json' | 'yaml';
 export const outputFormats: readonly OutputFormat[] = ['table', 'json', 'yaml'];
+
+/** `-o, --output`, the same on every command. */
+export const outputOption = () => new Option('-o, --output <format>', 'output format').choices([...outputFormats]).default('table');
 
 export function table(headers: string[], rows: Array<Array<string | number | null | undefined>>): string {
   const cells = rows.map((r) => r.map((c) => (c === null || c === undefined ? '-' : String(c))));

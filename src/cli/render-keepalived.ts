@@ -11,6 +11,7 @@ import { RenderError } from '../vrrp/safe.js';
 import { chooseTracking, currentUserName } from '../vrrp/tracking.js';
 import { ExitCode } from './exit-codes.js';
 import type { CliContext } from './context.js';
+import { outputOption, render, type OutputFormat } from './output.js';
 
 export function registerRenderKeepalived(program: Command, ctx: CliContext): void {
   program
@@ -18,7 +19,10 @@ export function registerRenderKeepalived(program: Command, ctx: CliContext): voi
     .description('print the keepalived.conf rendered from the config; --check validates it with keepalived -t')
     .option('--check', 'run keepalived -t on the rendered file and report its verdict')
     .option('--netns <name>', 'network namespace keepalived runs in (for --check and the daemon tracker)')
-    .action(async (opts: { check?: boolean; netns?: string }) => {
+    .addOption(outputOption())
+    .action(async (opts: { check?: boolean; netns?: string; output: OutputFormat }) => {
+      // table: the file itself on stdout, keepalived's verdict on stderr; json/yaml: one document with both.
+      const structured = opts.output !== 'table';
       const path = ctx.configPath();
       const r = await loadConfig(path);
       if (!r.ok) {
@@ -48,15 +52,22 @@ export function registerRenderKeepalived(program: Command, ctx: CliContext): voi
         ctx.exit(ExitCode.failed);
         return;
       }
-      ctx.out(text.replace(/\n$/, ''));
-      if (!opts.check) return;
+      if (!structured) ctx.out(text.replace(/\n$/, ''));
+      if (!opts.check) {
+        if (structured) ctx.out(render(opts.output, { config: text }, () => ''));
+        return;
+      }
       const dir = await mkdtemp(join(tmpdir(), 'ipvs-lb-keepalived-'));
       try {
         const file = join(dir, 'keepalived.conf');
         await writeFile(file, text);
         const c = await checkKeepalivedConfig(file, { keepalivedPath: vrrp.keepalivedPath, netns: opts.netns });
-        for (const line of formatCheckMessages('keepalived.conf', c.messages)) ctx.err(line);
-        ctx.err(c.ok ? 'keepalived -t: configuration OK' : 'keepalived -t: configuration refused');
+        const lines = formatCheckMessages('keepalived.conf', c.messages);
+        if (structured) ctx.out(render(opts.output, { config: text, check: { ok: c.ok, messages: lines } }, () => ''));
+        else {
+          for (const line of lines) ctx.err(line);
+          ctx.err(c.ok ? 'keepalived -t: configuration OK' : 'keepalived -t: configuration refused');
+        }
         if (!c.ok) ctx.exit(ExitCode.failed);
       } finally {
         await rm(dir, { recursive: true, force: true });

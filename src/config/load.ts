@@ -16,7 +16,14 @@ export function parseConfigText(text: string, source: string): ParseResult {
       }),
     };
   }
-  return parseConfig(doc.toJS({ maxAliasCount: 100 }), source);
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    // Alias expansion beyond the limit (a "billion laughs" file) is refused here, before it costs memory.
+    return { ok: false, problems: [`${source}: YAML error: ${(err as Error).message}`] };
+  }
+  return parseConfig(data, source);
 }
 
 export async function loadConfig(path: string): Promise<ParseResult> {

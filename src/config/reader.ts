@@ -22,8 +22,12 @@ export function show(value: unknown): string {
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
-const join = (path: string, key: string | number): string =>
-  typeof key === 'number' ? `${path}[${key}]` : path ? `${path}.${key}` : key;
+/** `a.b`, `a[0]`; a key that is not a plain name (an unknown one from a broken file) is quoted: `a["x: y"]`. */
+const join = (path: string, key: string | number): string => {
+  if (typeof key === 'number') return `${path}[${key}]`;
+  if (!/^[A-Za-z0-9_-]+$/.test(key)) return `${path}[${JSON.stringify(key.length > 60 ? `${key.slice(0, 57)}...` : key)}]`;
+  return path ? `${path}.${key}` : key;
+};
 
 function editDistance(a: string, b: string): number {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);

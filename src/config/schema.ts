@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import { parseRange, rangesOverlap, type AddressRange } from '../ipam/range.js';
 import { Problems, Section, isMapping, show } from './reader.js';
 import {
+  drPathMarkers,
   forwardingMethods, logLevels, nodeAddressTypes, schedulers,
   type Config, type LabelSelector, type LabelSelectorRequirement, type PoolConfig, type ServiceAllocation, type VrrpGroupConfig,
 } from './types.js';
@@ -194,16 +195,23 @@ export function parseConfig(raw: unknown, source = '(inline)'): ParseResult {
     if (prev !== undefined) problems.add(`pools[${i}].name`, `duplicates pools[${prev}].name`, p.name);
     else seenPools.set(p.name, i);
   });
-  // Overlap anywhere would let two pools hand out one address; report each clashing pair once.
+  // Overlap anywhere would let two pools hand out one address. A sweep in address order finds every range
+  // that overlaps an earlier one in O(n log n) and reports it once, naming the range it runs into (a
+  // pairwise check grew quadratically, in time and in problems, with thousands of clashing ranges).
   const entries = pools.flatMap((p, i) => p.addresses.map((r, j) => ({ pool: p.name, i, j, r })));
-  for (let a = 0; a < entries.length; a++) {
-    for (let b = a + 1; b < entries.length; b++) {
-      const x = entries[a]!;
-      const y = entries[b]!;
-      if (rangesOverlap(x.r, y.r)) {
-        problems.add(`pools[${y.i}].addresses[${y.j}]`, `overlaps pools[${x.i}].addresses[${x.j}] ${show(x.r.text)} of pool "${x.pool}"`, y.r.text);
-      }
+  const byAddress = [...entries].sort((x, y) => x.r.family - y.r.family || (x.r.first < y.r.first ? -1 : x.r.first > y.r.first ? 1 : 0) || x.i - y.i || x.j - y.j);
+  const clashes: Array<{ x: (typeof entries)[number]; y: (typeof entries)[number] }> = [];
+  let reach: (typeof entries)[number] | undefined;
+  for (const e of byAddress) {
+    if (reach && reach.r.family === e.r.family && e.r.first <= reach.r.last && rangesOverlap(reach.r, e.r)) {
+      const later = reach.i > e.i || (reach.i === e.i && reach.j > e.j);
+      clashes.push(later ? { x: e, y: reach } : { x: reach, y: e });
     }
+    if (!reach || reach.r.family !== e.r.family || e.r.last > reach.r.last) reach = e;
+  }
+  clashes.sort((a, b) => a.y.i - b.y.i || a.y.j - b.y.j);
+  for (const { x, y } of clashes) {
+    problems.add(`pools[${y.i}].addresses[${y.j}]`, `overlaps pools[${x.i}].addresses[${x.j}] ${show(x.r.text)} of pool "${x.pool}"`, y.r.text);
   }
 
   const ipamSection = top.child('ipam', ['releaseQuarantineSeconds']);
@@ -282,7 +290,34 @@ export function parseConfig(raw: unknown, source = '(inline)'): ParseResult {
     if (certFile && keyFile) tls = { certFile, keyFile };
   }
 
-  const h = top.child('healthCheck', ['enabled', 'intervalSeconds', 'timeoutSeconds', 'rise', 'fall', 'kubeProxyHealthPort', 'drPathCheck', 'drainGraceSeconds', 'maxConcurrentProbes']);
+  const h = top.child('healthCheck', ['enabled', 'intervalSeconds', 'timeoutSeconds', 'rise', 'fall', 'kubeProxyHealthPort', 'drPathCheck', 'drainGraceSeconds', 'maxConcurrentProbes', 'flapDamping', 'drPath']);
+  const fd = h.child('flapDamping', ['enabled', 'halfLifeSeconds', 'suppressThreshold', 'reuseThreshold', 'maxSuppressSeconds']);
+  const flapDamping = {
+    enabled: fd.boolean('enabled', true),
+    halfLifeSeconds: fd.number('halfLifeSeconds', { default: 60, min: 1, max: 86400 })!,
+    suppressThreshold: fd.number('suppressThreshold', { default: 2.5, min: 1, max: 100 })!,
+    reuseThreshold: fd.number('reuseThreshold', { default: 1, min: 0.01, max: 100 })!,
+    maxSuppressSeconds: fd.integer('maxSuppressSeconds', { default: 600, min: 1, max: 86400 })!,
+  };
+  if (flapDamping.reuseThreshold >= flapDamping.suppressThreshold) {
+    problems.add(fd.at('reuseThreshold'), `must be less than suppressThreshold (${flapDamping.suppressThreshold})`, flapDamping.reuseThreshold);
+  }
+  const dp = h.child('drPath', ['fwmarkBase', 'sourcePorts', 'probesPerNode', 'marker']);
+  const drPath = {
+    marker: dp.oneOf('marker', drPathMarkers, 'nft')!,
+    fwmarkBase: dp.integer('fwmarkBase', { default: 0x1b5a0000, min: 1, max: 0xffff0000 })!,
+    sourcePorts: { first: 61000, last: 65535 },
+    probesPerNode: dp.integer('probesPerNode', { default: 4, min: 1, max: 64 })!,
+  };
+  const portsText = dp.string('sourcePorts');
+  if (portsText !== undefined) {
+    const m = /^(\d{1,5})-(\d{1,5})$/.exec(portsText.trim());
+    const first = m ? Number(m[1]) : NaN;
+    const last = m ? Number(m[2]) : NaN;
+    if (!m || first < 1024 || last > 65535 || first > last) problems.add(dp.at('sourcePorts'), 'must be a port range FIRST-LAST within 1024-65535', portsText);
+    else if (last - first + 1 < drPath.probesPerNode) problems.add(dp.at('sourcePorts'), `must hold at least probesPerNode (${drPath.probesPerNode}) ports`, portsText);
+    else drPath.sourcePorts = { first, last };
+  }
   const healthCheck = {
     enabled: h.boolean('enabled', true),
     intervalSeconds: h.number('intervalSeconds', { default: 2, min: 0.1, max: 3600 })!,
@@ -295,6 +330,7 @@ export function parseConfig(raw: unknown, source = '(inline)'): ParseResult {
     drPathCheck: h.boolean('drPathCheck', true),
     drainGraceSeconds: h.integer('drainGraceSeconds', { default: 30, min: 0, max: 86400 })!,
     maxConcurrentProbes: h.integer('maxConcurrentProbes', { default: 256, min: 1, max: 65536 })!,
+    flapDamping, drPath,
   };
   if (healthCheck.timeoutSeconds >= healthCheck.intervalSeconds) {
     problems.add(h.at('timeoutSeconds'), `must be less than intervalSeconds (${healthCheck.intervalSeconds})`, healthCheck.timeoutSeconds);

@@ -101,7 +101,37 @@ export interface HealthCheckConfig {
   drPathCheck: boolean;
   drainGraceSeconds: number;
   maxConcurrentProbes: number;
+  /** Holds a flapping target down until it has been stable for a while (exponential decay, as BGP damping). */
+  flapDamping: FlapDampingConfig;
+  /** How the DR path check steers probes through the VIP to one node (docs/health.md). */
+  drPath: DrPathConfig;
 }
+
+export interface FlapDampingConfig {
+  enabled: boolean;
+  /** Each fall from up to down adds 1 to a penalty that halves every halfLifeSeconds. */
+  halfLifeSeconds: number;
+  /** At or above this penalty the target is held down even when its probes pass. */
+  suppressThreshold: number;
+  /** It is released when the penalty has decayed below this. */
+  reuseThreshold: number;
+  /** The longest a target is held down after its last flap. */
+  maxSuppressSeconds: number;
+}
+
+export interface DrPathConfig {
+  /** First firewall mark of the per-node IPVS fwmark services; one mark per node slot from here. */
+  fwmarkBase: number;
+  /** Source ports of DR probes (outside net.ipv4.ip_local_port_range); probesPerNode of them per node. */
+  sourcePorts: { first: number; last: number };
+  /** DR probes per node per interval, and the source ports reserved for each node. */
+  probesPerNode: number;
+  /** What installs the marking rule: nftables (the default), or iptables-legacy for kernels without nf_tables. */
+  marker: DrPathMarker;
+}
+
+export const drPathMarkers = ['nft', 'iptables-legacy'] as const;
+export type DrPathMarker = (typeof drPathMarkers)[number];
 
 export interface Config {
   /** Path the config was read from, for messages and reloads. */

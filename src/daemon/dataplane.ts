@@ -17,18 +17,18 @@ export interface ReconcileResult {
   drifted?: string[];
 }
 
+/** What the daemon wants to hear from a data plane it builds (metrics). */
+export interface DataPlaneHooks {
+  /** After every reconcile pass, whoever triggered it (update pass, resync, POST /reconcile). */
+  onPass?: (r: ReconcileResult & { byKind: Record<string, number> }) => void;
+}
+
 export interface DataPlaneHealth {
   kernel: boolean;
   reconciledOnce: boolean;
   messages: string[];
   /** The LB host's kernel settings as last checked (docs/kernel.md, "Host settings"). */
   sysctls?: SysctlFinding[];
-}
-
-/** What the daemon wants to hear from the data plane (metrics). */
-export interface DataPlaneHooks {
-  /** After every reconcile pass, whoever triggered it. */
-  onReconcile?: (r: ReconcileResult) => void;
 }
 
 export interface DataPlane {

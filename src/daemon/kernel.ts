@@ -4,7 +4,8 @@
 import { join } from 'node:path';
 import type { VirtualServiceView, VrrpGroupView } from '../api/state.js';
 import type { Config, Forwarding } from '../config/types.js';
-import { IpvsClient, type TableEntry } from '../ipvs/index.js';
+import { IpvsClient, type ServiceWithDests } from '../ipvs/index.js';
+import type { Stats } from '../ipvs/types.js';
 import type { DesiredState } from '../model/types.js';
 import { OwnedServices } from '../reconcile/ownership.js';
 import { Reconciler, vipOfKey, type PassReport } from '../reconcile/reconciler.js';
@@ -19,7 +20,10 @@ export function makeKernelDataPlane(config: Config, log: Logger, hooks: DataPlan
   return new KernelDataPlane(config, log, hooks);
 }
 
-const result = (r: PassReport): ReconcileResult => ({ operations: r.operations, errors: r.errors, durationMs: r.durationMs, byKind: r.byKind, kernelRead: r.kernelRead, drifted: r.drifted });
+const result = (r: PassReport): ReconcileResult & { byKind: Record<string, number> } => ({ operations: r.operations, errors: r.errors, durationMs: r.durationMs, byKind: r.byKind, kernelRead: r.kernelRead, drifted: r.drifted });
+const traffic = (s: Stats) => ({
+  connections: Number(s.conns), packetsIn: Number(s.inpkts), packetsOut: Number(s.outpkts), bytesIn: Number(s.inbytes), bytesOut: Number(s.outbytes), cps: Number(s.cps),
+});
 
 const NO_GROUP = '';
 
@@ -37,6 +41,8 @@ export class KernelDataPlane implements DataPlane {
   private readonly masterOf = new Set<string>();
   private readonly since = new Map<string, { state: string; at: string; transitions: number }>();
   private vipChain: Promise<void> = Promise.resolve();
+  private readonly lastAnnounce = new Map<string, number>();
+  private readonly reannounce = new Map<string, NodeJS.Timeout>();
   private startError: string | undefined;
   private sysctls: SysctlFinding[] = [];
   private sysctlReport = '';
@@ -81,7 +87,7 @@ export class KernelDataPlane implements DataPlane {
     this.refreshSysctls();
     this.reconciler = new Reconciler({
       client: this.client, owned: new OwnedServices(join(c.stateDir, 'ipvs-owned.json')), log: this.log, coalesceMs: c.reconcile.coalesceMs,
-      onPass: (r) => this.hooks.onReconcile?.(result(r)),
+      onPass: (r) => this.hooks.onPass?.(result(r)),
     });
     this.binder = await VipBinder.open({
       interface: c.interface,
@@ -93,7 +99,7 @@ export class KernelDataPlane implements DataPlane {
     if (c.vrrp.enabled) {
       this.vrrpController = new VrrpController({
         config: c.vrrp, log: this.log,
-        vips: { bindGroup: (g) => this.bindGroup(g), releaseGroup: (g) => this.releaseGroup(g) },
+        vips: { bindGroup: (g) => this.bindGroup(g), releaseGroup: (g) => this.releaseGroup(g), announceGroup: (g) => this.announceGroup(g) },
         sync: { setMode: (m) => this.setSyncMode(m) },
       });
       this.vrrpController.on('transition', ({ step }) => this.noteTransitions(step));
@@ -165,6 +171,34 @@ export class KernelDataPlane implements DataPlane {
     return this.queueVipSync();
   }
 
+  /**
+   * Re-announces the group's bound VIPs after keepalived saw a lower-priority advert: the peer was master for a
+   * moment and its GARPs may have pulled the neighbours' caches to it; it released the VIPs since. Once now and
+   * once more two seconds later, when the peer has surely stepped down (announcements it started while it held
+   * the VIPs may still be on their way). keepalived reports every such advert, so at most one round a second.
+   */
+  private announceGroup(group: string): Promise<void> {
+    const now = Date.now();
+    if (now - (this.lastAnnounce.get(group) ?? 0) < 1000) return Promise.resolve();
+    this.lastAnnounce.set(group, now);
+    clearTimeout(this.reannounce.get(group));
+    const later = setTimeout(() => void this.announceNow(group), 2000);
+    later.unref();
+    this.reannounce.set(group, later);
+    return this.announceNow(group);
+  }
+
+  private announceNow(group: string): Promise<void> {
+    this.vipChain = this.vipChain.then(() => {
+      const b = this.binder;
+      if (!b || !this.masterOf.has(group)) return;
+      const owned = new Set(b.ownedAddresses());
+      for (const vip of this.vipsByGroup.get(group) ?? []) if (owned.has(vip)) b.announce(vip);
+      this.log.info({ group }, 'a lower-priority VRRP advert arrived: VIPs announced again');
+    });
+    return this.vipChain;
+  }
+
   private async setSyncMode(mode: SyncMode): Promise<void> {
     const client = this.client;
     if (!client) return;
@@ -186,9 +220,10 @@ export class KernelDataPlane implements DataPlane {
   }
 
   async reconfigure(config: Config): Promise<void> {
+    // keepalived first: when it refuses the new config, nothing here has changed.
+    if (this.vrrpController) await this.vrrpController.applyConfig(config.vrrp);
     this.config = config;
     if (this.client) this.refreshSysctls();
-    if (this.vrrpController) await this.vrrpController.applyConfig(config.vrrp);
   }
 
   health(): DataPlaneHealth {
@@ -202,8 +237,9 @@ export class KernelDataPlane implements DataPlane {
 
   async virtualServices(): Promise<VirtualServiceView[]> {
     if (!this.client) return [];
-    // Two reads whatever the table's size (service counters over netlink, destinations from /proc/net/ip_vs).
-    const snapshot: TableEntry[] = await this.client.table({ stats: true });
+    // Every counter of every real server (the API and /metrics show them), so one destination dump per
+    // service; table() is the cheap read for the reconciler, which needs no counters.
+    const snapshot: ServiceWithDests[] = await this.client.snapshot();
     const byKey = new Map(this.desired.virtualServices.map((v) => [v.key, v]));
     const views: VirtualServiceView[] = [];
     for (const s of snapshot) {
@@ -215,10 +251,11 @@ export class KernelDataPlane implements DataPlane {
       views.push({
         key, vip: vipOfKey(key), protocol: proto, port: s.service.port, scheduler: s.service.scheduler,
         forwarding: s.destinations[0]?.forwarding ?? want?.forwarding ?? '', service: want?.service, owned: want !== undefined,
-        stats: { connections: Number(s.service.stats.conns), packetsIn: Number(s.service.stats.inpkts), packetsOut: Number(s.service.stats.outpkts), bytesIn: Number(s.service.stats.inbytes), bytesOut: Number(s.service.stats.outbytes), cps: Number(s.service.stats.cps) },
+        stats: traffic(s.service.stats),
         realServers: s.destinations.map((d) => ({
           address: d.address, port: d.port, node: nodes.get(d.address)?.node ?? '', weight: d.weight, state: nodes.get(d.address)?.state ?? 'unknown',
           health: 'unknown' as const, activeConnections: d.activeConns, inactiveConnections: d.inactiveConns,
+          stats: traffic(d.stats),
         })),
       });
     }
@@ -236,16 +273,15 @@ export class KernelDataPlane implements DataPlane {
 
   async stop(): Promise<void> {
     this.reconciler?.stop();
+    for (const t of this.reannounce.values()) clearTimeout(t);
     if (this.vrrpController) {
-      // keepalived stops with us, so a peer becomes master: holding the VIPs too would split the traffic.
+      // With a peer, a stopping host hands its VIPs over: keepalived's priority-0 advert makes the peer master.
       await this.vrrpController.stop();
       this.masterOf.clear();
-      await this.queueVipSync();
-    } else {
-      // A lone LB host keeps its VIPs like its IPVS table, so a restart drops nothing; the next start adopts
-      // them from the ownership record.
-      await this.vipChain;
     }
+    // Without VRRP there is no one to hand over to: the VIPs stay bound, like the IPVS table (fail static), so
+    // traffic keeps flowing while no daemon runs (an upgrade in place) and the next start finds nothing to do.
+    await this.queueVipSync();
     await this.binder?.close();
     this.client?.close();
   }

@@ -184,10 +184,23 @@ export class Ipam {
   }
 
   /**
-   * True when the Service already holds an address for every family it wants and every one of them is
-   * compatible with its request: ensure() would then allocate nothing. Start-up confirms these first.
+   * True when the Service already holds an address for every family it wants, every one of them is
+   * compatible with its request, and the ledger records the request as it is now (sharing key, ports,
+   * names): ensure() would then change nothing. The recorded facts matter as much as the address: they are
+   * what the next Service that asks to share is judged against (a key the Service dropped, still on record,
+   * would let another Service in).
    */
   isSatisfied(svc: ServiceRequest): boolean {
+    return this.holdsWhatItAsks(svc) && this.factsCurrent(svc);
+  }
+
+  /** Whether every allocation of the Service records its current namespace, name, sharing key and ports. */
+  factsCurrent(svc: ServiceRequest): boolean {
+    return (this.byUid.get(svc.uid) ?? []).every((a) => a.namespace === svc.namespace && a.name === svc.name && a.sharingKey === svc.sharingKey && sameList(a.ports, svc.ports));
+  }
+
+  /** Whether the Service holds an address for every family it wants, each compatible with its request. */
+  holdsWhatItAsks(svc: ServiceRequest): boolean {
     const held = this.byUid.get(svc.uid) ?? [];
     if (held.length !== svc.ipFamilies.length) return false;
     return svc.ipFamilies.every((f) => {
@@ -197,11 +210,11 @@ export class Ipam {
   }
 
   /**
-   * Start-up's re-confirmation: when the Service is satisfied by what it holds, brings the recorded facts
-   * up to date and returns the decision; otherwise returns undefined and changes nothing.
+   * Start-up's re-confirmation: when the Service holds what it asks for, brings the recorded facts up to
+   * date and returns the decision; otherwise returns undefined and changes nothing.
    */
   confirm(svc: ServiceRequest): Decision | undefined {
-    if (!this.isSatisfied(svc)) return undefined;
+    if (!this.holdsWhatItAsks(svc)) return undefined;
     const changes: Change[] = [];
     // refresh() replaces the list rather than mutating it, so iterating the current one is safe.
     for (const a of this.byUid.get(svc.uid) ?? []) this.refresh(a, svc, changes);

@@ -139,3 +139,24 @@ export function parseService(svc: ServiceLike, namespaceLabels: Record<string, s
     },
   };
 }
+
+/**
+ * The request as far as it parses: each ipvs-lb.io/ annotation that does not parse is left out (undefined
+ * when a field of the spec itself does not parse). For a Service whose annotations went bad after it got its
+ * address: the allocator refuses the new request and the Service keeps what it holds, so a follower must
+ * hold that address too, and records it under this request.
+ */
+export function parseServiceLeniently(svc: ServiceLike, namespaceLabels: Record<string, string> = {}): ServiceRequest | undefined {
+  let current = svc;
+  for (let i = 0; i < Object.keys(IpamAnnotations).length + 1; i++) {
+    const r = parseService(current, namespaceLabels);
+    if (r.ok) return r.service;
+    const bad = r.refusal.annotation;
+    const annotations = current.metadata?.annotations ?? {};
+    if (bad === undefined || !bad.startsWith('ipvs-lb.io/') || annotations[bad] === undefined) return undefined;
+    const rest = { ...annotations };
+    delete rest[bad];
+    current = { ...current, metadata: { ...current.metadata, annotations: rest } };
+  }
+  return undefined;
+}

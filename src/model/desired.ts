@@ -5,7 +5,7 @@ import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node
 import type { Config, Forwarding, Scheduler } from '../config/types.js';
 import { canonicalIp, parseIp } from '../ipam/address.js';
 import { matchesSelector } from '../util/labels.js';
-import { forwardingAnnotation, schedulerAnnotation } from './annotations.js';
+import { forwardingAnnotation, healthCheckAnnotations, schedulerAnnotation } from './annotations.js';
 import {
   virtualServiceKey,
   type DesiredRealServer, type DesiredState, type DesiredVirtualService, type ModelProblem, type Protocol,
@@ -28,7 +28,7 @@ export interface ModelInputs {
   endpointSlices: readonly V1EndpointSlice[];
   /** Service UID → its addresses, as recorded in the ledger. */
   allocations: ReadonlyMap<string, readonly AllocatedAddress[]>;
-  config: Pick<Config, 'forwarding' | 'scheduler' | 'pools' | 'backends'>;
+  config: Pick<Config, 'forwarding' | 'scheduler' | 'pools' | 'backends'> & { healthCheck?: Pick<Config['healthCheck'], 'intervalSeconds' | 'timeoutSeconds'> };
   /** Milliseconds since the epoch; drain grace periods are measured against it. */
   now: number;
   /** Probe verdicts: 'down' drains the node for that virtual service; undefined means not probed (yet). */
@@ -74,11 +74,24 @@ function eligibleNodes(inputs: ModelInputs): NodeView[] {
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
+/** The slices of each Service (`namespace/name`), indexed once per computation instead of scanned per Service. */
+function slicesByService(slices: readonly V1EndpointSlice[]): Map<string, V1EndpointSlice[]> {
+  const out = new Map<string, V1EndpointSlice[]>();
+  for (const s of slices) {
+    const name = s.metadata?.labels?.[SERVICE_NAME_LABEL];
+    if (name === undefined) continue;
+    const key = `${s.metadata?.namespace ?? ''}/${name}`;
+    const list = out.get(key);
+    if (list) list.push(s);
+    else out.set(key, [s]);
+  }
+  return out;
+}
+
 /** Ready local endpoints per node for one Service (externalTrafficPolicy: Local). */
-function localEndpointCounts(slices: readonly V1EndpointSlice[], namespace: string, name: string): Map<string, number> {
+function localEndpointCounts(slices: readonly V1EndpointSlice[]): Map<string, number> {
   const counts = new Map<string, number>();
   for (const s of slices) {
-    if (s.metadata?.namespace !== namespace || s.metadata?.labels?.[SERVICE_NAME_LABEL] !== name) continue;
     for (const e of s.endpoints ?? []) {
       // A nil ready condition means ready (EndpointSlice API contract).
       if (!e.nodeName || e.conditions?.ready === false) continue;
@@ -99,14 +112,17 @@ function schedulerFlags(scheduler: Scheduler): string[] {
 
 const serviceId = (s: V1Service) => `${s.metadata?.namespace ?? ''}/${s.metadata?.name ?? ''}`;
 
-/** Older Services win a (VIP, protocol, port) clash, as they had it first; UID breaks ties deterministically. */
-function byAge(a: V1Service, b: V1Service): number {
-  const ta = a.metadata?.creationTimestamp ? new Date(a.metadata.creationTimestamp).getTime() : 0;
-  const tb = b.metadata?.creationTimestamp ? new Date(b.metadata.creationTimestamp).getTime() : 0;
-  if (ta !== tb) return ta - tb;
-  const ua = a.metadata?.uid ?? '';
-  const ub = b.metadata?.uid ?? '';
-  return ua < ub ? -1 : ua > ub ? 1 : 0;
+/**
+ * Older Services win a (VIP, protocol, port) clash, as they had it first; UID breaks ties deterministically.
+ * The creation time is parsed once per Service, not once per comparison.
+ */
+function byAge(services: readonly V1Service[]): V1Service[] {
+  const keyed = services.map((s) => {
+    const t = s.metadata?.creationTimestamp ? new Date(s.metadata.creationTimestamp).getTime() : 0;
+    return { s, t: Number.isNaN(t) ? 0 : t, uid: s.metadata?.uid ?? '' };
+  });
+  keyed.sort((a, b) => (a.t !== b.t ? a.t - b.t : a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0));
+  return keyed.map((k) => k.s);
 }
 
 export function desiredState(inputs: ModelInputs): DesiredState {
@@ -116,7 +132,9 @@ export function desiredState(inputs: ModelInputs): DesiredState {
   const graceMs = inputs.config.backends.notReadyGraceSeconds * 1000;
   const pools = new Map(inputs.config.pools.map((p) => [p.name, p]));
 
-  for (const svc of [...inputs.services].sort(byAge)) {
+  const slices = slicesByService(inputs.endpointSlices);
+  const shared = new Map<string, DesiredRealServer[]>();
+  for (const svc of byAge(inputs.services)) {
     const uid = svc.metadata?.uid;
     const id = serviceId(svc);
     const addresses = uid ? inputs.allocations.get(uid) : undefined;
@@ -127,9 +145,11 @@ export function desiredState(inputs: ModelInputs): DesiredState {
     if (sched.problem) problems.push({ service: id, reason: 'InvalidAnnotation', message: sched.problem });
     const fwd = forwardingAnnotation(annotations);
     if (fwd.problem) problems.push({ service: id, reason: 'InvalidAnnotation', message: fwd.problem });
+    const hc = healthCheckAnnotations(annotations, inputs.config.healthCheck ?? { intervalSeconds: 2, timeoutSeconds: 1 });
+    for (const message of hc.problems) problems.push({ service: id, reason: 'InvalidAnnotation', message });
 
     const local = svc.spec?.externalTrafficPolicy === 'Local';
-    const localCounts = local ? localEndpointCounts(inputs.endpointSlices, svc.metadata?.namespace ?? '', svc.metadata?.name ?? '') : undefined;
+    const localCounts = local ? localEndpointCounts(slices.get(id) ?? []) : undefined;
     const affinity = svc.spec?.sessionAffinity === 'ClientIP'
       ? (svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT)
       : undefined;
@@ -159,8 +179,14 @@ export function desiredState(inputs: ModelInputs): DesiredState {
           problems.push({ service: id, reason: 'InvalidAnnotation', message: `forwarding nat needs a nodePort for port ${port.port}/${protocol}, and the Service has none (allocateLoadBalancerNodePorts: false?)` });
           continue;
         }
-        const realServers: DesiredRealServer[] = [];
-        for (const n of familyNodes) {
+        // Virtual services whose real servers cannot differ (no Local policy, no node probed down for this
+        // key) share one list: 10,000 Services x 500 nodes is then 500 real servers per (family, port), not
+        // 5 million objects. The lists are read-only for every consumer.
+        const targetPort = forwarding === 'nat' ? port.nodePort! : port.port;
+        const shareKey = !localCounts && !(inputs.health && familyNodes.some((n) => n.ready && inputs.health!(n.name, key) === 'down')) ? `${ip.family}|${targetPort}` : undefined;
+        const sharedList = shareKey === undefined ? undefined : shared.get(shareKey);
+        const realServers: DesiredRealServer[] = sharedList ?? [];
+        for (const n of sharedList ? [] : familyNodes) {
           let weight = 1;
           if (localCounts) {
             const count = localCounts.get(n.name) ?? 0;
@@ -177,12 +203,9 @@ export function desiredState(inputs: ModelInputs): DesiredState {
             state = 'draining-unhealthy';
             weight = 0;
           }
-          realServers.push({
-            address: n.addresses[ip.family]!,
-            port: forwarding === 'nat' ? port.nodePort! : port.port,
-            weight, node: n.name, state,
-          });
+          realServers.push({ address: n.addresses[ip.family]!, port: targetPort, weight, node: n.name, state });
         }
+        if (shareKey !== undefined && !sharedList) shared.set(shareKey, realServers);
         byKey.set(key, {
           key, vip, family: ip.family, protocol, port: port.port,
           scheduler, schedulerFlags: schedulerFlags(scheduler),
@@ -190,6 +213,7 @@ export function desiredState(inputs: ModelInputs): DesiredState {
           service: id, serviceUid: uid, pool: alloc.pool,
           vrrpGroup: inputs.vrrpGroupOf?.(vip, alloc.pool) ?? pool?.vrrpGroup,
           realServers,
+          health: { trafficPolicy: local ? 'Local' : 'Cluster', healthCheckNodePort: svc.spec?.healthCheckNodePort ?? undefined, overrides: hc.value },
         });
       }
     }

@@ -2,6 +2,7 @@
 // this against a kernel dump; the API shows it.
 import type { Forwarding, Scheduler } from '../config/types.js';
 import type { Family } from '../ipam/address.js';
+import type { HealthCheckOverrides } from './annotations.js';
 
 export type Protocol = 'TCP' | 'UDP' | 'SCTP';
 
@@ -35,6 +36,16 @@ export interface DesiredVirtualService {
   pool: string;
   vrrpGroup: string | undefined;
   realServers: DesiredRealServer[];
+  /** What src/health needs to probe this virtual service's nodes. */
+  health?: VirtualServiceHealth;
+}
+
+export interface VirtualServiceHealth {
+  /** Local: probe the Service's healthCheckNodePort on each node; Cluster: kube-proxy's health port. */
+  trafficPolicy: 'Cluster' | 'Local';
+  healthCheckNodePort: number | undefined;
+  /** From the Service's ipvs-lb.io/health-check* annotations. */
+  overrides: HealthCheckOverrides;
 }
 
 /** A problem with one Service's input that the model worked around; the watcher turns it into an Event. */

@@ -22,6 +22,8 @@ export interface OpenOptions extends IpamOptions {
   host: string;
   pools: readonly PoolConfig[];
   now: number;
+  /** Called with the changes of every transaction once they are durable (metrics). */
+  onCommit?: (changes: readonly Change[]) => void;
 }
 
 export interface StartupOptions {
@@ -36,6 +38,12 @@ export interface StartupOptions {
    * an address on two Services.
    */
   observed?: ReadonlyMap<string, RequestedIp[]>;
+  /**
+   * The uids of every Service that exists and is ours, also those whose request does not parse (a bad
+   * annotation): they keep what they hold. Without it, only the uids of `services` count as present, and
+   * a Service with a bad annotation would lose its address at every start-up while its status still shows it.
+   */
+  present?: ReadonlySet<string>;
 }
 
 export interface StartupReport {
@@ -57,6 +65,7 @@ export class DurableIpam {
     private engine: Ipam,
     private pools: readonly PoolConfig[],
     private opts: IpamOptions,
+    private readonly onCommit: ((changes: readonly Change[]) => void) | undefined,
   ) {}
 
   /** Opens the ledger and loads it into the engine (start-up step 1). Throws LedgerError for a bad file. */
@@ -65,7 +74,7 @@ export class DurableIpam {
     try {
       const engine = new Ipam(o.pools, { quarantineSeconds: o.quarantineSeconds }, ledger.load());
       ledger.recordPools(o.pools, { now: o.now, term: 0 });
-      return new DurableIpam(ledger, engine, o.pools, { quarantineSeconds: o.quarantineSeconds });
+      return new DurableIpam(ledger, engine, o.pools, { quarantineSeconds: o.quarantineSeconds }, o.onCommit);
     } catch (err) {
       ledger.close();
       throw err;
@@ -86,7 +95,7 @@ export class DurableIpam {
     return this.commit(o, () => {
       const report: StartupReport = { confirmed: [], adopted: [], released: [], decided: [], pending: [] };
       const changes: Change[] = [...this.engine.expire(o.now)];
-      const present = new Set(services.map((s) => s.uid));
+      const present = new Set([...(o.present ?? []), ...services.map((s) => s.uid)]);
       const later: ServiceRequest[] = [];
       for (const svc of services) {
         const d = this.engine.confirm(svc);
@@ -178,6 +187,7 @@ export class DurableIpam {
       this.engine = new Ipam(this.pools, this.opts, this.ledger.load());
       throw err;
     }
+    if (changes.length > 0) this.onCommit?.(changes);
     return result;
   }
 }

@@ -56,7 +56,7 @@ export function reconcileHostSysctls(needs: SysctlNeeds, opts: { manage: boolean
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       const why = e.code === 'EROFS' || e.code === 'EACCES' || e.code === 'EPERM'
-        ? `${e.code}: /proc/sys is read-only for the daemon (the systemd unit sets ProtectKernelTunables=yes); set it in /etc/sysctl.d`
+        ? `${e.code}: /proc/sys is read-only for the daemon (ProtectKernelTunables=yes without the shipped unit's ReadWritePaths=/proc/sys/net, or no CAP_NET_ADMIN); set it in /etc/sysctl.d`
         : e.message;
       failed.push({ ...c, error: why });
     }

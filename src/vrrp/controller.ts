@@ -100,7 +100,8 @@ export class VrrpController extends EventEmitter<Events> {
       this.o.log.debug({ notify: e }, 'ignored keepalived group notification (no sync groups are rendered)');
       return;
     }
-    void this.dispatch({ type: 'state', group: e.name, state: e.state });
+    if (e.lowerPriority) void this.dispatch({ type: 'lower-priority-advert', group: e.name });
+    else void this.dispatch({ type: 'state', group: e.name, state: e.state });
   }
 
   /** Feed one event through the reducer; resolves when its effects have run. */

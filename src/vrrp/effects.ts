@@ -11,6 +11,8 @@ export interface VipController {
   bindGroup(group: string): Promise<void>;
   /** Remove every VIP of the group. Must be idempotent. */
   releaseGroup(group: string): Promise<void>;
+  /** Announce the group's bound VIPs again (GARP / NA) without binding anything. */
+  announceGroup?(group: string): Promise<void>;
 }
 
 export interface SyncDaemonController {
@@ -70,6 +72,9 @@ export class EffectRunner {
             if (failed.length > 0) throw new Error(`release failed for ${failed.join('; ')}`);
             break;
           }
+          case 'announce':
+            await this.vips.announceGroup?.(e.group);
+            break;
           case 'sync':
             if (this.sync) await this.sync.setMode(e.mode);
             break;

@@ -2,6 +2,7 @@
 //   INSTANCE "ga" MASTER 100
 //   GROUP "sync1" BACKUP
 //   INSTANCE "ga" FAULT 0
+//   INSTANCE "ga" MASTER_RX_LOWER_PRI 150   (a master got an advert of lower priority: see lowerPriority)
 // Names are quoted (and may hold spaces); older releases wrote them bare. Anything else (LVS lines, states we
 // do not know) is not an event for us: the parser says so and the caller logs it at debug level.
 
@@ -13,6 +14,12 @@ export interface NotifyEvent {
   name: string;
   state: NotifiedState;
   priority: number | undefined;
+  /**
+   * Not a state change: keepalived, master here, received an advert of lower priority, so the peer believed
+   * itself master for a moment (a stalled host, a lost advert) and may have announced the VIPs as its own.
+   * `state` is then MASTER.
+   */
+  lowerPriority?: true;
 }
 
 const lineRe = /^(INSTANCE|GROUP) (?:"((?:[^"\\]|\\.)*)"|([^\s"]+)) ([A-Z_]+)(?: (\d{1,3}))?$/;
@@ -20,10 +27,12 @@ const lineRe = /^(INSTANCE|GROUP) (?:"((?:[^"\\]|\\.)*)"|([^\s"]+)) ([A-Z_]+)(?:
 export function parseNotifyLine(line: string): NotifyEvent | undefined {
   const m = lineRe.exec(line.trim());
   if (!m) return undefined;
-  const state = m[4] as NotifiedState;
+  const lowerPriority = m[4] === 'MASTER_RX_LOWER_PRI';
+  const state = (lowerPriority ? 'MASTER' : m[4]) as NotifiedState;
   if (!(vrrpStates as readonly string[]).includes(state)) return undefined;
   const name = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : m[3]!;
-  return { kind: m[1] as 'INSTANCE' | 'GROUP', name, state, priority: m[5] === undefined ? undefined : Number(m[5]) };
+  const e: NotifyEvent = { kind: m[1] as 'INSTANCE' | 'GROUP', name, state, priority: m[5] === undefined ? undefined : Number(m[5]) };
+  return lowerPriority ? { ...e, lowerPriority: true } : e;
 }
 
 /** Splits a byte stream into lines; a line longer than `maxLine` is dropped rather than buffered forever. */

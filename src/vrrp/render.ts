@@ -121,12 +121,18 @@ function renderTracker(tracking: DaemonTracking, advertSeconds: number): string[
   const pgrep = safe('path', 'tracking.pgrepPath', tracking.pgrepPath);
   const pidFile = safe('path', 'tracking.pidFile', tracking.pidFile);
   const interval = Math.max(1, Math.ceil(tracking.intervalSeconds));
+  // A dead daemon makes pgrep fail at once, so detection takes `fall` intervals whatever the timeout. On a
+  // loaded host a live daemon's pgrep (a fork of keepalived, then /proc scans) can take seconds: the soak
+  // saw "VRRP_Script(ipvs_lb_daemon) timed_out" flap both groups MASTER → FAULT every few seconds at a load
+  // of 12 on two cores with a 1 s timeout, and still now and then with 3 s. keepalived counts a timed-out
+  // run as down at once (fall does not apply to it), so only a generous timeout rides that out; fall 2
+  // covers a run that fails for another passing reason.
   return [
     `vrrp_script ${TRACKER_NAME} {`,
     `  script "${pgrep} -F ${pidFile} ${name}"`,
     `  interval ${safeInt('tracking.intervalSeconds', interval, 1, 60)}`,
-    `  timeout ${safeSeconds('tracking.timeout', Math.max(advertSeconds, 1), 0.01, 60, 2)}`,
-    '  fall 1',
+    `  timeout ${safeSeconds('tracking.timeout', Math.max(advertSeconds, 10), 0.01, 60, 2)}`,
+    '  fall 2',
     '  rise 1',
     '  weight 0',
     '}',

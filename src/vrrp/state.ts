@@ -7,6 +7,9 @@
 // - At daemon start a group's holding is *unknown*: a crashed predecessor may have left VIPs bound. Nothing is
 //   released before keepalived says what the group is, so a daemon restart under a MASTER keepalived keeps
 //   the VIPs up (a bind of bound VIPs changes nothing); a BACKUP report clears stale ones.
+// - A master told of a lower-priority advert (the peer was master for a moment and may have sent GARPs for the
+//   VIPs) announces the group's VIPs again, so neighbours point back at this host instead of a backup that has
+//   released them.
 // - keepalived gone → every group releases at once (keepalived no longer defends the election, so the peer
 //   takes over), and the sync daemon stops being master.
 // - IPVS sync daemon: master while this host is master of any group, backup while any group is not master
@@ -35,6 +38,8 @@ export interface VrrpWorld {
 
 export type VrrpEvent =
   | { type: 'state'; group: string; state: ReportedState }
+  /** keepalived's MASTER_RX_LOWER_PRI: master here, and an advert of lower priority arrived. */
+  | { type: 'lower-priority-advert'; group: string }
   /** States read back from a running keepalived when the daemon starts (JSON dump). */
   | { type: 'recovered'; states: Record<string, ReportedState> }
   | { type: 'keepalived-started' }
@@ -44,6 +49,8 @@ export type VrrpEvent =
 
 export type VrrpEffect =
   | { type: 'bind'; group: string }
+  /** Announce the group's bound VIPs again (GARP / NA), binding nothing new. */
+  | { type: 'announce'; group: string }
   | { type: 'release'; groups: string[] }
   | { type: 'sync'; mode: SyncMode }
   | { type: 'report'; level: 'info' | 'warn' | 'error'; message: string };
@@ -109,6 +116,11 @@ export function reduce(world: VrrpWorld, event: VrrpEvent): Step {
     case 'recovered':
       if (world.keepalived === 'stopped') return { world, effects: [] };
       return applyStates(world, event.states);
+    case 'lower-priority-advert': {
+      const view = world.groups[event.group];
+      if (world.keepalived === 'stopped' || view?.phase !== 'MASTER' || view.holding !== true) return { world, effects: [] };
+      return { world, effects: [{ type: 'announce', group: event.group }] };
+    }
     case 'keepalived-started': {
       if (world.keepalived === 'stopped') return { world, effects: [] };
       return { world: { ...world, keepalived: 'running' }, effects: [] };

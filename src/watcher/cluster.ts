@@ -3,12 +3,57 @@
 // connected: a disconnected watcher keeps its last caches and the daemon keeps the last programmed state.
 import type { V1EndpointSlice, V1Namespace, V1Node, V1Service } from '@kubernetes/client-node';
 import type { Logger } from '../util/log.js';
-import type { KubeClients } from './client.js';
-import { Reflector, type ChangeType, type ReflectorStats } from './reflector.js';
+import { requestTimeout, type KubeClients } from './client.js';
+import { Reflector, trimManagedFields, type ChangeType, type ReflectorStats } from './reflector.js';
+
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/** managedFields and kubectl's copy of the whole manifest are most of a Service's size; the daemon reads neither. */
+export function trimService(s: V1Service): V1Service {
+  trimManagedFields(s);
+  if (s.metadata?.annotations?.[LAST_APPLIED] !== undefined) {
+    const { [LAST_APPLIED]: _dropped, ...rest } = s.metadata.annotations;
+    s.metadata.annotations = rest;
+  }
+  return s;
+}
+
+/** Nodes post status every few minutes; keep what the model reads, without the heartbeat times. */
+export function trimNode(n: V1Node): V1Node {
+  return {
+    metadata: { name: n.metadata?.name, labels: n.metadata?.labels, resourceVersion: n.metadata?.resourceVersion, deletionTimestamp: n.metadata?.deletionTimestamp },
+    status: {
+      addresses: n.status?.addresses,
+      conditions: n.status?.conditions?.filter((c) => c.type === 'Ready').map((c) => ({ type: c.type, status: c.status, lastTransitionTime: c.lastTransitionTime })),
+    },
+  };
+}
+
+/** The model reads which node has how many ready endpoints of a Service; targetRefs, hints and zones go. */
+export function trimEndpointSlice(s: V1EndpointSlice): V1EndpointSlice {
+  return {
+    addressType: s.addressType,
+    metadata: { name: s.metadata?.name, namespace: s.metadata?.namespace, labels: s.metadata?.labels, resourceVersion: s.metadata?.resourceVersion },
+    endpoints: (s.endpoints ?? []).map((e) => ({ addresses: e.addresses, nodeName: e.nodeName, conditions: e.conditions })),
+  };
+}
+
+/** Equal apart from resourceVersion: an update the daemon need not hear about. */
+function sameContent<T extends { metadata?: { resourceVersion?: string } }>(a: T, b: T): boolean {
+  const strip = (o: T) => JSON.stringify({ ...o, metadata: { ...o.metadata, resourceVersion: undefined } });
+  return strip(a) === strip(b);
+}
+
+export interface ClusterWatcherOptions {
+  /** Full relist of every cache (kubernetes.resyncSeconds). */
+  resyncSeconds: number;
+}
 
 export interface ClusterEvents {
   /** A Service was added, changed or deleted (deleted: the last known object). */
   service?: (type: ChangeType, svc: V1Service, old: V1Service | undefined) => void;
+  /** Every Service needs a fresh look: the Services were (re)listed, or Namespace labels changed. */
+  allServices?: () => void;
   /** Anything changed that may alter the desired kernel state. */
   changed?: () => void;
 }
@@ -21,40 +66,46 @@ export class ClusterWatcher {
   private synced = new Set<string>();
   private readonly syncWaiters: Array<() => void> = [];
 
-  constructor(clients: KubeClients, log: Logger, events: ClusterEvents) {
+  constructor(clients: KubeClients, log: Logger, events: ClusterEvents, opts: ClusterWatcherOptions = { resyncSeconds: 300 }) {
     const changed = () => events.changed?.();
-    const onSynced = (kind: string) => () => {
-      this.synced.add(kind);
-      if (this.synced.size === 4) for (const w of this.syncWaiters.splice(0)) w();
+    const allServices = () => {
+      events.allServices?.();
       changed();
     };
-    const common = { kubeConfig: clients.kubeConfig, limiter: clients.limiter, log };
+    const onSynced = (kind: string, signal: () => void) => () => {
+      this.synced.add(kind);
+      if (this.synced.size === 4) for (const w of this.syncWaiters.splice(0)) w();
+      signal();
+    };
+    const common = { kubeConfig: clients.kubeConfig, limiter: clients.limiter, log, resyncMs: opts.resyncSeconds * 1000 };
     this.services = new Reflector<V1Service>({
       ...common, kind: 'Service', path: '/api/v1/services',
-      list: (o) => clients.core.listServiceForAllNamespaces(o),
+      list: ({ timeoutMs, signal, ...o }) => clients.core.listServiceForAllNamespaces(o, requestTimeout(timeoutMs, undefined, signal)),
+      trim: trimService,
       onChange: (t, s, old) => {
         events.service?.(t, s, old);
         changed();
       },
-      onSynced: onSynced('Service'),
+      onSynced: onSynced('Service', allServices),
     });
     this.nodes = new Reflector<V1Node>({
       ...common, kind: 'Node', path: '/api/v1/nodes',
-      list: (o) => clients.core.listNode(o),
-      // Nodes post heartbeats every few seconds; only keep what the model reads so the diff stays cheap.
-      trim: (n) => ({ metadata: { name: n.metadata?.name, labels: n.metadata?.labels, resourceVersion: n.metadata?.resourceVersion, deletionTimestamp: n.metadata?.deletionTimestamp }, status: { addresses: n.status?.addresses, conditions: n.status?.conditions?.filter((c) => c.type === 'Ready') } }),
-      onChange: changed, onSynced: onSynced('Node'),
+      list: ({ timeoutMs, signal, ...o }) => clients.core.listNode(o, requestTimeout(timeoutMs, undefined, signal)),
+      trim: trimNode, equivalent: sameContent,
+      onChange: changed, onSynced: onSynced('Node', changed),
     });
     this.endpointSlices = new Reflector<V1EndpointSlice>({
       ...common, kind: 'EndpointSlice', path: '/apis/discovery.k8s.io/v1/endpointslices',
-      list: (o) => clients.discovery.listEndpointSliceForAllNamespaces(o),
-      onChange: changed, onSynced: onSynced('EndpointSlice'),
+      list: ({ timeoutMs, signal, ...o }) => clients.discovery.listEndpointSliceForAllNamespaces(o, requestTimeout(timeoutMs, undefined, signal)),
+      trim: trimEndpointSlice, equivalent: sameContent,
+      onChange: changed, onSynced: onSynced('EndpointSlice', changed),
     });
     this.namespaces = new Reflector<V1Namespace>({
       ...common, kind: 'Namespace', path: '/api/v1/namespaces',
-      list: (o) => clients.core.listNamespace(o),
+      list: ({ timeoutMs, signal, ...o }) => clients.core.listNamespace(o, requestTimeout(timeoutMs, undefined, signal)),
       trim: (n) => ({ metadata: { name: n.metadata?.name, labels: n.metadata?.labels, resourceVersion: n.metadata?.resourceVersion } }),
-      onChange: changed, onSynced: onSynced('Namespace'),
+      equivalent: sameContent,
+      onChange: allServices, onSynced: onSynced('Namespace', allServices),
     });
   }
 

@@ -3,10 +3,15 @@
 // whole lease duration by their own clock (so clock skew between LB hosts does not matter); the holder
 // steps down when it could not renew within the renew deadline. Every write carries the resourceVersion it
 // read, so two candidates can never both win (the loser gets 409).
+//
+// The step-down is a timer, not a check after the next request: a request to an API server that stopped
+// answering may hang, and the holder must stop allocating before a peer's lease-duration wait ends. The
+// renewal is timed from when its request was sent, so a slow answer cannot stretch the deadline.
 import { ApiException, type CoordinationV1Api, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../util/log.js';
 import { sleep } from '../util/backoff.js';
 import type { TokenBucket } from '../util/rate-limit.js';
+import { requestTimeout } from './client.js';
 
 export interface LeaseOptions {
   api: CoordinationV1Api;
@@ -29,6 +34,8 @@ export interface LeaseStatus {
   /** leaseTransitions of the record we hold: our leader term, written into the audit log. */
   term: number;
   lastRenewAt: number | undefined;
+  /** When the API server last answered a Lease request (any host asks every retry period). */
+  lastContactAt: number | undefined;
   lastError: string | undefined;
 }
 
@@ -37,7 +44,8 @@ export class LeaderElector {
   private readonly stopController = new AbortController();
   private loop: Promise<void> | undefined;
   private observed: { key: string; at: number } | undefined;
-  readonly status: LeaseStatus = { leader: false, holder: undefined, term: 0, lastRenewAt: undefined, lastError: undefined };
+  private deadline: NodeJS.Timeout | undefined;
+  readonly status: LeaseStatus = { leader: false, holder: undefined, term: 0, lastRenewAt: undefined, lastContactAt: undefined, lastError: undefined };
   private readonly now: () => number;
 
   constructor(private readonly o: LeaseOptions) {
@@ -53,6 +61,7 @@ export class LeaderElector {
     this.stopped = true;
     this.stopController.abort();
     await this.loop;
+    clearTimeout(this.deadline);
     if (this.status.leader) {
       await this.release().catch((err) => this.o.log.warn({ err: String(err) }, 'could not release the Lease'));
       this.setLeader(false);
@@ -68,12 +77,16 @@ export class LeaderElector {
         this.status.lastError = err instanceof Error ? err.message : String(err);
         this.o.log.warn({ err: this.status.lastError }, 'lease: request failed');
       }
-      if (this.status.leader && this.status.lastRenewAt !== undefined && this.now() - this.status.lastRenewAt > this.o.renewDeadlineSeconds * 1000) {
-        this.o.log.error({ lease: `${this.o.namespace}/${this.o.name}` }, 'lease: could not renew within the renew deadline; stepping down');
-        this.setLeader(false);
-      }
       await sleep(this.o.retryPeriodSeconds * 1000, this.stopController.signal);
     }
+  }
+
+  /**
+   * Each request may take up to the renew deadline (the deadline timer decides leadership, not the request);
+   * stop() cancels a campaign request at once.
+   */
+  private get options() {
+    return requestTimeout(Math.max(1000, this.o.renewDeadlineSeconds * 1000), undefined, this.stopped ? undefined : this.stopController.signal);
   }
 
   private setLeader(leader: boolean): void {
@@ -89,27 +102,30 @@ export class LeaderElector {
 
   private async tryAcquireOrRenew(): Promise<void> {
     const { api, namespace, name, identity } = this.o;
-    await this.o.limiter.take();
+    await this.o.limiter.take('critical');
+    const attemptAt = this.now();
     let lease: V1Lease;
     try {
-      lease = await api.readNamespacedLease({ name, namespace });
+      lease = await api.readNamespacedLease({ name, namespace }, this.options);
+      this.status.lastContactAt = this.now();
     } catch (err) {
       if (err instanceof ApiException && err.code === 404) {
-        await this.o.limiter.take();
+        this.status.lastContactAt = this.now();
+        await this.o.limiter.take('critical');
         const created = await api.createNamespacedLease({
           namespace,
           body: {
             metadata: { name, namespace },
             spec: { holderIdentity: identity, leaseDurationSeconds: this.o.durationSeconds, acquireTime: this.micro(), renewTime: this.micro(), leaseTransitions: 0 },
           },
-        }).catch((e: unknown) => {
+        }, this.options).catch((e: unknown) => {
           if (e instanceof ApiException && e.code === 409) return undefined; // a peer created it first
           if (e instanceof ApiException && e.code === 404) {
             throw new Error(`cannot create Lease ${namespace}/${name}: namespace ${namespace} does not exist (apply deploy/rbac.yaml, or set kubernetes.lease.namespace)`);
           }
           throw e;
         });
-        if (created) this.won(created);
+        if (created) this.won(created, attemptAt);
         return;
       }
       throw err;
@@ -137,10 +153,10 @@ export class LeaderElector {
         leaseTransitions: transitions,
       },
     };
-    await this.o.limiter.take();
+    await this.o.limiter.take('critical');
     try {
-      const updated = await api.replaceNamespacedLease({ name, namespace, body });
-      this.won(updated);
+      const updated = await api.replaceNamespacedLease({ name, namespace, body }, this.options);
+      this.won(updated, attemptAt);
     } catch (err) {
       if (err instanceof ApiException && err.code === 409) {
         // Someone else wrote the record since we read it: not ours this round.
@@ -151,19 +167,29 @@ export class LeaderElector {
     }
   }
 
-  private won(lease: V1Lease): void {
+  private won(lease: V1Lease, attemptAt: number): void {
+    if (this.stopped && !this.status.leader) return;
     this.status.term = lease.spec?.leaseTransitions ?? 0;
     this.status.holder = this.o.identity;
-    this.status.lastRenewAt = this.now();
+    this.status.lastRenewAt = attemptAt;
     this.observed = undefined;
+    clearTimeout(this.deadline);
+    const left = attemptAt + this.o.renewDeadlineSeconds * 1000 - this.now();
+    this.deadline = setTimeout(() => {
+      this.o.log.error({ lease: `${this.o.namespace}/${this.o.name}` }, 'lease: could not renew within the renew deadline; stepping down');
+      this.setLeader(false);
+    }, Math.max(0, left));
+    this.deadline.unref();
     this.setLeader(true);
   }
 
   private async release(): Promise<void> {
     const { api, namespace, name } = this.o;
-    const lease = await api.readNamespacedLease({ name, namespace });
+    await this.o.limiter.take('critical');
+    const lease = await api.readNamespacedLease({ name, namespace }, this.options);
     if (lease.spec?.holderIdentity !== this.o.identity) return;
     // An empty holder lets a candidate take over at its next retry instead of after a full duration.
-    await api.replaceNamespacedLease({ name, namespace, body: { ...lease, spec: { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1, renewTime: this.micro() } } });
+    await this.o.limiter.take('critical');
+    await api.replaceNamespacedLease({ name, namespace, body: { ...lease, spec: { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1, renewTime: this.micro() } } }, this.options);
   }
 }

@@ -4,6 +4,9 @@
 // decide again. Ingress on a Service we do not own is never touched.
 import { ApiException, PatchStrategy, setHeaderOptions, type CoreV1Api, type V1LoadBalancerIngress, type V1Service } from '@kubernetes/client-node';
 import type { TokenBucket } from '../util/rate-limit.js';
+import { requestTimeout } from './client.js';
+
+const TIMEOUT_MS = 30_000;
 
 export const desiredIngress = (addresses: readonly string[]): V1LoadBalancerIngress[] =>
   addresses.map((ip) => ({ ip, ipMode: 'VIP' }));
@@ -58,7 +61,7 @@ export class StatusWriter {
       try {
         await this.o.api.patchNamespacedServiceStatus(
           { name, namespace, body: { metadata: { resourceVersion: svc.metadata?.resourceVersion }, status: { loadBalancer: { ingress: want } } } },
-          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch, requestTimeout(TIMEOUT_MS)),
         );
         this.writes++;
         return 'written';
@@ -67,7 +70,8 @@ export class StatusWriter {
         if (!(err instanceof ApiException) || err.code !== 409) throw err;
         this.conflicts++;
         await this.o.limiter.take();
-        svc = await this.o.api.readNamespacedServiceStatus({ name, namespace }).catch((e: unknown) => {
+        // `get services`, which deploy/rbac.yaml grants (it does not grant `get services/status`).
+        svc = await this.o.api.readNamespacedService({ name, namespace }, requestTimeout(TIMEOUT_MS)).catch((e: unknown) => {
           if (e instanceof ApiException && e.code === 404) return undefined;
           throw e;
         });

@@ -230,6 +230,7 @@ describe('ansible role ipvs_lb', () => {
         'net.ipv4.vs.expire_quiescent_template = 1',
         'net.ipv4.conf.all.arp_ignore = 1',
         'net.ipv4.conf.all.arp_announce = 2',
+        'net.ipv4.conf.all.accept_local = 1',
       ]);
     });
 

@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { ensureCerts } from '../../lab/kube-sim/certs.js';
 import { buildApiServer } from '../../src/api/server.js';
 import type { AllocationRow, ApiState } from '../../src/api/state.js';
 
@@ -29,6 +34,7 @@ function fixture(over: Partial<ApiState> = {}): ApiState & { reconciles: number 
       return { items, next: items.length === p.limit ? items[items.length - 1]!.id : null };
     },
     health: () => ({ ready: true, checks: { ledger: true, kernel: true, reconciledOnce: true, kubernetes: false }, messages: ['Kubernetes API unreachable: serving the last programmed state'] }),
+    status: () => ({ host: 'lb1', version: '0.1.0', startedAt: '2026-11-22T08:00:00.000Z', allocator: { leader: true, holder: 'lb1', term: 2 }, services: { allocated: 2, withProblems: 0 }, lastReconcile: null }),
     reconcile: async () => {
       s.reconciles++;
       return { operations: 3, errors: 0, durationMs: 1 };
@@ -142,10 +148,107 @@ describe('REST API on loopback', () => {
   it('publishes an OpenAPI document of every route', async () => {
     const doc = await json(fetch(`${url}/api/v1/openapi.json`));
     assert.equal(doc.openapi, '3.0.3');
-    for (const p of ['/api/v1/pools', '/api/v1/allocations', '/api/v1/allocations/{ip}', '/api/v1/services/{namespace}/{name}', '/api/v1/virtual-services', '/api/v1/vrrp', '/api/v1/events', '/api/v1/reconcile', '/api/v1/config/reload', '/healthz', '/readyz', '/metrics']) {
+    for (const p of ['/api/v1/status', '/api/v1/pools', '/api/v1/allocations', '/api/v1/allocations/{ip}', '/api/v1/services/{namespace}/{name}', '/api/v1/virtual-services', '/api/v1/vrrp', '/api/v1/events', '/api/v1/reconcile', '/api/v1/config/reload', '/healthz', '/readyz', '/metrics']) {
       assert.ok(doc.paths[p], `missing ${p}`);
     }
     assert.deepEqual(doc.paths['/api/v1/reconcile'].post.security, [{ bearer: [] }]);
+  });
+});
+
+/** Every route with a request that succeeds on the fixture; `open` routes never need the token. */
+const endpoints: Array<{ method: 'GET' | 'POST'; path: string; open?: boolean; mutating?: boolean }> = [
+  { method: 'GET', path: '/healthz', open: true },
+  { method: 'GET', path: '/readyz', open: true },
+  { method: 'GET', path: '/api/v1/openapi.json', open: true },
+  { method: 'GET', path: '/metrics' },
+  { method: 'GET', path: '/api/v1/status' },
+  { method: 'GET', path: '/api/v1/pools' },
+  { method: 'GET', path: '/api/v1/allocations' },
+  { method: 'GET', path: '/api/v1/allocations/192.0.2.1' },
+  { method: 'GET', path: '/api/v1/services/default/whoami' },
+  { method: 'GET', path: '/api/v1/virtual-services' },
+  { method: 'GET', path: '/api/v1/vrrp' },
+  { method: 'GET', path: '/api/v1/events' },
+  { method: 'POST', path: '/api/v1/reconcile', mutating: true },
+  { method: 'POST', path: '/api/v1/config/reload', mutating: true },
+];
+
+describe('REST API: every endpoint, with and without the token', () => {
+  const servers: Record<string, { app: FastifyInstance; url: string }> = {};
+  const okReload = fixture({ reloadConfig: async () => ({ ok: true as const, summary: 'pools: default' }) });
+  before(async () => {
+    servers.loopback = await serve('127.0.0.1', okReload);
+    servers.remote = await serve('192.0.2.10', okReload);
+  });
+  after(async () => Promise.all(Object.values(servers).map((s) => s.app.close())));
+
+  for (const e of endpoints) {
+    it(`${e.method} ${e.path}`, async () => {
+      const call = (where: string, headers: Record<string, string> = {}, query = '') => fetch(`${servers[where]!.url}${e.path}${query}`, { method: e.method, headers });
+      const withToken = await call('remote', auth);
+      assert.equal(withToken.status, 200, `with token: ${await withToken.text()}`);
+      for (const [label, headers] of [['no token', {}], ['wrong token', { authorization: `Bearer ${TOKEN}x` }], ['not a bearer', { authorization: `Basic ${TOKEN}` }]] as const) {
+        const r = await call('remote', headers);
+        if (e.open) assert.equal(r.status, 200, `${label} off loopback`);
+        else {
+          assert.equal(r.status, 401, `${label} off loopback`);
+          assert.equal((await json(r)).error.code, 'Unauthorized');
+        }
+        const local = await call('loopback', headers);
+        assert.equal(local.status, e.mutating ? 401 : 200, `${label} on loopback`);
+      }
+      // Unknown query parameters are refused by name, and only after the token check.
+      const unknown = await call('remote', auth, '?verbose=1');
+      assert.equal(unknown.status, 400);
+      assert.deepEqual(await json(unknown), { error: { code: 'BadRequest', message: 'querystring: must NOT have additional properties (got unknown field "verbose")' } });
+      if (!e.open) assert.equal((await call('remote', {}, '?verbose=1')).status, 401);
+    });
+  }
+
+  it('refuses bad parameters of every parameterized endpoint with 400 naming the field and value', async () => {
+    const url = servers.remote!.url;
+    const cases: Array<[string, RegExp]> = [
+      ['/api/v1/allocations?namespace=Bad_NS', /^querystring\.namespace: must match pattern/],
+      ['/api/v1/allocations?pool=-x', /^querystring\.pool: must match pattern/],
+      ['/api/v1/allocations?offset=-1', /^querystring\.offset: must be >= 0$/],
+      ['/api/v1/allocations?limit=0', /^querystring\.limit: must be >= 1$/],
+      ['/api/v1/allocations?limit=ten', /^querystring\.limit: must be integer$/],
+      ['/api/v1/allocations?address=192.0.2.300', /^querystring\.address: must be an IP address \(got "192\.0\.2\.300"\)$/],
+      ['/api/v1/allocations/not-an-ip', /^params\.ip: must be an IP address \(got "not-an-ip"\)$/],
+      ['/api/v1/services/default/Who_Am_I', /^params\.name: must match pattern/],
+      ['/api/v1/events?before=x', /^querystring\.before: must be integer$/],
+      ['/api/v1/events?limit=1001', /^querystring\.limit: must be <= 1000$/],
+      ['/api/v1/events?offset=3', /unknown field "offset"/],
+    ];
+    for (const [path, message] of cases) {
+      const r = await fetch(`${url}${path}`, { headers: auth });
+      assert.equal(r.status, 400, path);
+      const body = await json(r);
+      assert.equal(body.error.code, 'BadRequest', path);
+      assert.match(body.error.message, message, path);
+    }
+    // Several problems at once are all reported.
+    const many = await json(fetch(`${url}/api/v1/allocations?limit=0&offset=-1&extra=1`, { headers: auth }));
+    for (const part of ['querystring.limit', 'querystring.offset', 'unknown field "extra"']) assert.ok(many.error.message.includes(part), many.error.message);
+  });
+
+  it('mutating endpoints refuse bodies that are not empty objects, and wrong content types', async () => {
+    const url = servers.remote!.url;
+    const post = (body: string, type = 'application/json') => fetch(`${url}/api/v1/config/reload`, { method: 'POST', headers: { ...auth, 'content-type': type }, body });
+    const cases: Array<[string, string, number, RegExp]> = [
+      ['{}', 'application/json', 200, /summary/],
+      ['{"dryRun":true}', 'application/json', 400, /^body: unknown field "dryRun": this endpoint takes none$/],
+      ['[]', 'application/json', 400, /^body: must be empty or an empty JSON object \(got \[\]\)$/],
+      ['"x"', 'application/json', 400, /^body: must be empty or an empty JSON object/],
+      ['{"a":', 'application/json', 400, /JSON/],
+      ['a=1', 'application/x-www-form-urlencoded', 415, /Unsupported Media Type/i],
+    ];
+    for (const [body, type, status, message] of cases) {
+      const r = await post(body, type);
+      assert.equal(r.status, status, `${type} ${body}`);
+      const j = await json(r);
+      assert.match(status === 200 ? JSON.stringify(j) : j.error.message, message, `${type} ${body}`);
+    }
   });
 });
 
@@ -162,5 +265,42 @@ describe('REST API off loopback', () => {
     const ready = await fetch(`${url}/readyz`);
     assert.equal(ready.status, 503);
     assert.deepEqual((await json(ready)).messages, ['kernel: IPVS netlink family not found']);
+  });
+});
+
+describe('REST API over TLS', () => {
+  let app: FastifyInstance;
+  let port = 0;
+  let ca = '';
+  const dir = mkdtempSync(join(tmpdir(), 'ipvs-lb-api-tls-'));
+  before(async () => {
+    const certs = await ensureCerts(dir);
+    ca = certs.ca;
+    writeFileSync(join(dir, 'tls.crt'), certs.cert);
+    writeFileSync(join(dir, 'tls.key'), certs.key);
+    app = await buildApiServer({ state: fixture(), token: TOKEN, listen: { host: '192.0.2.10', port: 0 }, tls: { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') } });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    port = (app.server.address() as { port: number }).port;
+  });
+  after(async () => {
+    await app.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const get = (path: string, headers: Record<string, string> = {}, trust = true) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = httpsRequest({ host: '127.0.0.1', port, path, headers, ...(trust ? { ca } : {}) }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+
+  it('serves HTTPS with the configured certificate, still requiring the token', async () => {
+    assert.equal((await get('/api/v1/pools', auth)).status, 200);
+    assert.equal((await get('/api/v1/pools')).status, 401);
+    await assert.rejects(get('/api/v1/pools', auth, false), /self[- ]signed|unable to verify|certificate/i);
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/healthz`), 'plain HTTP is not served');
   });
 });

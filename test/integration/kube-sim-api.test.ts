@@ -322,6 +322,17 @@ describe('kube-sim API semantics (client-node)', () => {
     assert.equal(created.spec!.holderIdentity, 'lb-1');
   });
 
+  it('validates SelfSubjectAccessReviews like the real server: exactly one of resource and non-resource attributes', async () => {
+    const authz = sim.kubeConfig().makeApiClient(AuthorizationV1Api);
+    const bad = await rejectsWith(authz.createSelfSubjectAccessReview({ body: { spec: {} } }), 422, 'Invalid');
+    assert.match(bad.message!, /spec\.resourceAttributes: Invalid value: "null": exactly one of nonResourceAttributes or resourceAttributes must be specified/);
+    await rejectsWith(authz.createSelfSubjectAccessReview({ body: { spec: { resourceAttributes: { verb: 'get', resource: 'services' }, nonResourceAttributes: { verb: 'get', path: '/version' } } } }), 422, 'Invalid');
+    const version = await authz.createSelfSubjectAccessReview({ body: { spec: { nonResourceAttributes: { verb: 'get', path: '/version' } } } });
+    assert.equal(version.status!.allowed, true);
+    const post = await authz.createSelfSubjectAccessReview({ body: { spec: { nonResourceAttributes: { verb: 'post', path: '/version' } } } });
+    assert.equal(post.status!.allowed, false);
+  });
+
   it('keeps core/v1 and events.k8s.io/v1 Events in one storage, converted per version', async () => {
     const ev = sim.kubeConfig().makeApiClient(EventsV1Api);
     await ev.createNamespacedEvent({

@@ -4,7 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -192,6 +192,17 @@ describe('ipvs-lb lab', () => {
       const cm = await run(kubectlPath, ['-n', 'kube-system', 'get', 'configmap', 'kube-proxy', '-o', 'jsonpath={.data.config\\.conf}'], { env });
       assert.match(cm.stdout, /mode: ipvs/);
       assert.match(cm.stdout, /strictARP: true/);
+
+      // The admin API examples it prints work as printed, from a shell.
+      const example = (path: string) => out.split('\n').find((l) => l.trim().startsWith('curl ') && l.includes(`/kube-sim/v1/${path}`))?.trim();
+      const header = /-H @(\S+)/.exec(example('requests') ?? '')?.[1];
+      assert.ok(header, `no admin example in: ${out}`);
+      assert.equal(statSync(header).mode & 0o777, 0o600, 'the token file is private');
+      const counts = JSON.parse((await run('sh', ['-c', example('requests')!], { env })).stdout) as { total: number; byVerbAndResource: Record<string, number> };
+      assert.ok(counts.byVerbAndResource['list nodes']! >= 1, JSON.stringify(counts));
+      assert.match((await run('sh', ['-c', example('nodes/node-2/ready')!], { env })).stdout, /"ok":true/);
+      const after = table((await run(kubectlPath, ['get', 'nodes'], { env })).stdout);
+      assert.deepEqual(after.map((n) => [n.NAME, n.STATUS]), [['node-1', 'Ready'], ['node-2', 'NotReady'], ['node-3', 'Ready']]);
       child.kill('SIGINT');
       assert.equal(await exited, 0);
       assert.match(out, /simulator stopped/);

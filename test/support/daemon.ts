@@ -34,7 +34,7 @@ export interface DaemonHandle {
   stop(signal?: NodeJS.Signals): Promise<number | string>;
 }
 
-export async function startDaemon(opts: { name: string; dir: string; kubeconfig: string; config?: Record<string, unknown>; args?: string[] }): Promise<DaemonHandle> {
+export async function startDaemon(opts: { name: string; dir: string; kubeconfig: string; config?: Record<string, unknown>; args?: string[]; nodeArgs?: string[] }): Promise<DaemonHandle> {
   mkdirSync(opts.dir, { recursive: true });
   const port = await freePort();
   const config = {
@@ -52,7 +52,9 @@ export async function startDaemon(opts: { name: string; dir: string; kubeconfig:
   writeFileSync(configPath, stringify(config));
   const logPath = join(opts.dir, 'daemon.log');
   const logStream = createWriteStream(logPath, { flags: 'a' });
-  const child = spawn(process.execPath, [cli, 'daemon', '--config', configPath, '--log-level', 'debug', ...(opts.args ?? ['--no-kernel'])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // IPVS_LB_DAEMON_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the daemon of a test or benchmark.
+  const nodeArgs = [...(opts.nodeArgs ?? []), ...(process.env.IPVS_LB_DAEMON_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'daemon', '--config', configPath, '--log-level', 'debug', ...(opts.args ?? ['--no-kernel'])], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.pipe(logStream);
   child.stderr!.pipe(logStream);
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { parseIp } from '../../src/ipam/address.js';
 import { Ipam } from '../../src/ipam/engine.js';
 import { orderPools } from '../../src/ipam/pools.js';
-import { parseService } from '../../src/ipam/service.js';
+import { parseService, parseServiceLeniently } from '../../src/ipam/service.js';
 import type { Decision } from '../../src/ipam/types.js';
 import { poolsFrom, serviceLike, svc } from './ipam-fixtures.js';
 
@@ -37,6 +37,14 @@ const seedIngress = poolsFrom(`
 `);
 
 describe('annotation parser', () => {
+  it('leniently, leaves out the ipvs-lb.io annotations that do not parse, and gives up on a bad spec field', () => {
+    const bad = serviceLike('u9', { annotations: { 'ipvs-lb.io/load-balancer-ips': 'not-an-ip', 'ipvs-lb.io/allow-shared-ip': 'k1', 'ipvs-lb.io/address-pool': '%%' } });
+    assert.equal(parseService(bad).ok, false);
+    const r = parseServiceLeniently(bad);
+    assert.deepEqual([r?.requestedIPs, r?.sharingKey, r?.requestedPool], [[], 'k1', undefined]);
+    assert.equal(parseServiceLeniently(serviceLike('u9', { ports: [['QUIC', 443]] })), undefined);
+  });
+
   it('reads every field IPAM needs', () => {
     const r = parseService(
       serviceLike('u1', {
@@ -219,6 +227,31 @@ describe('sharing', () => {
     ok(ipam.ensure(shared('b', [443]), T0));
     assert.deepEqual(ok(ipam.ensure(shared('b', [443, 80]), T0 + 1)), ['192.0.2.11']);
     assert.deepEqual(addrs({ ...ipam.ensure(shared('a', [80]), T0 + 2) }), ['192.0.2.10']);
+  });
+
+  // Found by the soak (docs/soak.md): the allocator decides again only Services that are not satisfied, so an
+  // edit that keeps the address (a sole holder dropping its key, changing its ports) never reached the
+  // ledger, and the next Service asking to share was judged against the stale record.
+  it('a sole holder that drops its key or changes its ports is decided again, so nobody joins on stale facts', () => {
+    const ipam = new Ipam(pools, { quarantineSeconds: 60 });
+    ok(ipam.ensure(shared('a', [80]), T0));
+    const noKey = svc('a', { ports: [80] });
+    assert.equal(ipam.isSatisfied(noKey), false, 'the ledger still records key k');
+    assert.equal(ipam.factsCurrent(noKey), false);
+    assert.deepEqual(ok(ipam.ensure(noKey, T0 + 1)), ['192.0.2.10'], 'it keeps its address');
+    assert.equal(ipam.isSatisfied(noKey), true);
+    assert.deepEqual(ok(ipam.ensure(shared('b', [443]), T0 + 2)), ['192.0.2.11'], 'b must not share with a Service that dropped its key');
+
+    const c = ipam;
+    ok(c.ensure(shared('c', [8080]), T0 + 3));
+    assert.deepEqual(c.allocationsOf('c').map((x) => x.address), ['192.0.2.11'], 'c joins b');
+    const moved = shared('b', [9090]);
+    assert.equal(c.isSatisfied(moved), false, 'a port edit is a fact to record');
+    ok(c.ensure(moved, T0 + 4));
+    assert.deepEqual(c.allocationsOf('b')[0]!.ports, ['TCP/9090']);
+    // d asks for b's old port: fine now, and it is the recorded ports that say so.
+    assert.deepEqual(ok(c.ensure(shared('d', [443]), T0 + 5)), ['192.0.2.11']);
+    refused(c.ensure(shared('e', [9090], { loadBalancerIP: '192.0.2.11' }), T0 + 6), 'SharingConflict');
   });
 
   it('keeps a Service on its address when a sharing clash cannot be resolved (requested address)', () => {

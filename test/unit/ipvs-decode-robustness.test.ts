@@ -1,5 +1,6 @@
 // The decoders read bytes from the kernel; a bug there (or a future kernel) must give a clear
-// NetlinkDecodeError, never a RangeError from deep inside Buffer, a wrong value or a hang.
+// NetlinkDecodeError, never a RangeError from deep inside Buffer, a wrong value or a hang. The same for the
+// rtnetlink address and link decoders of the VIP binder (at the end).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
@@ -19,6 +20,8 @@ import { canonicalIp } from '../../src/ipam/address.js';
 import { IpvsInputError } from '../../src/ipvs/errors.js';
 import { attr, encodeAttrs, encodeMsg, encodeMsgs, genlPayload, NetlinkDecodeError, parseAttrs, parseMsgs, u16, u32 } from '../../src/ipvs/netlink.js';
 import type { AddressServiceKey, DestinationSpec, ServiceSpec } from '../../src/ipvs/types.js';
+import { addrPayload, decodeAddr, decodeLink, IFA, IFLA, linkByNamePayload } from '../../src/vip/rtnl.js';
+import { fuzzParams } from '../support/fuzz.js';
 
 const decoders: [string, (b: Buffer) => unknown][] = [
   ['service', decodeServiceMsg],
@@ -71,10 +74,10 @@ const validDest = Buffer.concat([
 describe('IPVS decoders never crash on bad input', () => {
   for (const [name, decode] of decoders) {
     it(`${name}: random bytes`, () => {
-      fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (a) => decodesOrRejectsCleanly(() => decode(Buffer.from(a)))), { numRuns: 2000 });
+      fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (a) => decodesOrRejectsCleanly(() => decode(Buffer.from(a)))), fuzzParams(2000));
     });
     it(`${name}: random attribute trees`, () => {
-      fc.assert(fc.property(genlLike, (b) => decodesOrRejectsCleanly(() => decode(b))), { numRuns: 2000 });
+      fc.assert(fc.property(genlLike, (b) => decodesOrRejectsCleanly(() => decode(b))), fuzzParams(2000));
     });
   }
 
@@ -97,7 +100,7 @@ describe('IPVS decoders never crash on bad input', () => {
         b[pos] = byte;
         return decodesOrRejectsCleanly(() => decodeServiceMsg(b));
       }),
-      { numRuns: 3000 },
+      fuzzParams(3000),
     );
   });
 
@@ -136,7 +139,7 @@ describe('IPVS codec round trips', () => {
         assert.equal(s.onePacket, spec.onePacket);
         assert.equal(s.persistence?.timeout, spec.persistence?.timeout);
       }),
-      { numRuns: 500 },
+      fuzzParams(500),
     );
   });
 
@@ -158,7 +161,7 @@ describe('IPVS codec round trips', () => {
           { ...d },
         );
       }),
-      { numRuns: 500 },
+      fuzzParams(500),
     );
   });
 
@@ -214,5 +217,47 @@ describe('IPVS codec round trips', () => {
       const pad = paddingOf(req.payload.subarray(4), new Set([1, 2]));
       assert.ok(pad.every((x) => x === 0), `non-zero padding: ${pad.join(',')}`);
     }), { numRuns: 500 });
+  });
+});
+
+describe('rtnetlink address and link decoders never crash on bad input', () => {
+  const validAddrs = [addrPayload(2, '192.0.2.10', 32), addrPayload(3, '2001:db8::10', 128, 0x300)];
+  const validLink = Buffer.concat([linkByNamePayload('eth0').subarray(0, 16), encodeAttrs([attr(IFLA.IFNAME, Buffer.from('eth0\0')), attr(IFLA.OPERSTATE, Buffer.from([6]))])]);
+  validLink.writeUInt32LE(0x10043, 8);
+
+  it('valid messages decode', () => {
+    assert.deepEqual(decodeAddr(validAddrs[0]!), { index: 2, family: 4, prefixLength: 32, address: '192.0.2.10', flags: 0, label: undefined });
+    assert.equal(decodeAddr(validAddrs[1]!).flags, 0x300);
+    assert.deepEqual(decodeLink(validLink), { index: 0, name: 'eth0', flags: 0x10043, up: true });
+  });
+
+  for (const [name, decode] of [['address', decodeAddr], ['link', decodeLink]] as const) {
+    it(`${name}: random bytes and random attribute trees`, () => {
+      fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), (a) => decodesOrRejectsCleanly(() => decode(Buffer.from(a)))), fuzzParams(2000));
+      const header = fc.uint8Array({ minLength: name === 'address' ? 8 : 16, maxLength: name === 'address' ? 8 : 16 }).map((h) => {
+        if (name === 'address') h[0] = h[0]! % 2 === 0 ? 2 : 10;
+        return Buffer.from(h);
+      });
+      fc.assert(fc.property(header, attrTree.tree, (h, attrs) => decodesOrRejectsCleanly(() => decode(Buffer.concat([h, attrs])))), fuzzParams(2000));
+    });
+  }
+
+  it('every truncation and every byte flip of valid messages is decoded or refused with NetlinkDecodeError', () => {
+    for (const [valid, decode] of [...validAddrs.map((v) => [v, decodeAddr] as const), [validLink, decodeLink] as const]) {
+      for (let n = 0; n < valid.length; n++) decodesOrRejectsCleanly(() => decode(valid.subarray(0, n)));
+      for (let pos = 0; pos < valid.length; pos++) {
+        for (const byte of [0, 1, 0x7f, 0x80, 0xff]) {
+          const b = Buffer.from(valid);
+          b[pos] = byte;
+          decodesOrRejectsCleanly(() => decode(b));
+        }
+      }
+    }
+  });
+
+  it('an address attribute too short for its family is refused, not read past its end', () => {
+    const short = Buffer.concat([validAddrs[1]!.subarray(0, 8), encodeAttrs([attr(IFA.ADDRESS, Buffer.alloc(4, 1))])]);
+    assert.throws(() => decodeAddr(short), /^NetlinkDecodeError: ifaddrmsg: no address$/);
+    assert.throws(() => decodeAddr(Buffer.from([7, 32, 0, 0, 1, 0, 0, 0])), /unsupported family 7/);
   });
 });

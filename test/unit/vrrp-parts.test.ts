@@ -25,7 +25,6 @@ describe('notify line parser', () => {
       '',
       'VS [192.0.2.15]:tcp:80 UP',
       'RS [198.51.100.4]:tcp:80 [192.0.2.15]:tcp:80 DOWN',
-      'INSTANCE "ga" MASTER_RX_LOWER_PRI 100',
       'INSTANCE "ga" PRIORITY_CHANGE 90',
       'INSTANCE "ga"',
       'INSTANCE "unterminated MASTER 100',

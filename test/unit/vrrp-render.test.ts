@@ -91,8 +91,9 @@ describe('keepalived.conf renderer', () => {
     assert.deepEqual(block(text, 'vrrp_script ipvs_lb_daemon'), [
       'script "/usr/bin/pgrep -F /run/ipvs-lb/ipvs-lb.pid ipvs-lb"',
       'interval 1',
-      'timeout 1',
-      'fall 1',
+      // A slow pgrep on a loaded host is no dead daemon (see renderTracker).
+      'timeout 10',
+      'fall 2',
       'rise 1',
       'weight 0',
     ]);
