@@ -38,6 +38,7 @@ export class Metrics {
   readonly reconcileOperations: Counter;
   readonly reconcileErrors: Counter;
   readonly reconcileLastSuccess: Gauge;
+  readonly reconcileDrift: Counter;
   readonly apiErrors: Counter;
   readonly allocations: Counter;
   readonly decisionSeconds: Histogram;
@@ -60,6 +61,7 @@ export class Metrics {
     this.reconcileOperations = new Counter({ name: 'ipvs_lb_reconcile_operations_total', help: 'kernel operations applied', labelNames: ['op'], registers: [r] });
     this.reconcileErrors = new Counter({ name: 'ipvs_lb_reconcile_errors_total', help: 'kernel operations that failed', registers: [r] });
     this.reconcileLastSuccess = new Gauge({ name: 'ipvs_lb_reconcile_last_success_timestamp_seconds', help: 'end of the last reconcile pass without errors', registers: [r] });
+    this.reconcileDrift = new Counter({ name: 'ipvs_lb_reconcile_drift_total', help: 'owned virtual services a resync found changed outside ipvs-lb (and restored)', registers: [r] });
     this.apiErrors = new Counter({ name: 'ipvs_lb_kubernetes_api_errors_total', help: 'failed list or watch requests to the Kubernetes API, by resource kind', labelNames: ['kind'], registers: [r], collect() {
       // Mirrors the watchers' own counts; a kind that never failed shows 0 once its watcher exists.
       const kinds = src.kubernetes().byKind;
@@ -174,12 +176,14 @@ export class Metrics {
 
   private readonly refreshTraffic: () => Promise<void>;
 
-  /** After each reconcile pass: duration, operations by kind, failures, and the time of the last clean one. */
-  observePass(p: { operations: number; errors: number; durationMs: number; byKind: Record<string, number> }, now = Date.now()): void {
+  /** After each reconcile pass: duration, operations by kind, failures, the time of the last clean one, and
+   * owned virtual services a resync found changed out of band (and restored). */
+  observePass(p: { operations: number; errors: number; durationMs: number; byKind: Record<string, number>; drifted?: string[] }, now = Date.now()): void {
     this.reconcileDuration.observe(p.durationMs / 1000);
     for (const [op, n] of Object.entries(p.byKind)) this.reconcileOperations.inc({ op }, n);
     if (p.errors > 0) this.reconcileErrors.inc(p.errors);
     else this.reconcileLastSuccess.set(now / 1000);
+    if (p.drifted && p.drifted.length > 0) this.reconcileDrift.inc(p.drifted.length);
   }
 
   /** After each ledger commit: allocation changes by kind (allocate, update, release, unquarantine). */
