@@ -2,14 +2,9 @@
 // callbacks), so they can never drift from what the API shows; counters are bumped where things happen.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
-export interface TrafficStats {
-  connections: number;
-  packetsIn: number;
-  packetsOut: number;
-  bytesIn: number;
-  bytesOut: number;
-  cps: number;
-}
+import type { TrafficStats } from '../api/state.js';
+
+export type { TrafficStats };
 
 export interface MetricSources {
   pools: () => Array<{ name: string; size: bigint; used: number; orphaned: number; quarantined: number }>;
