@@ -124,10 +124,10 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   const status = new StatusWriter({ api: clients.core, limiter: clients.limiter, stillOurs: (s) => isOurService(s, config.kubernetes) });
   // Events take the shared budget at the lowest priority: feedback never slows allocation, and the QPS holds.
   const events = new EventRecorder({ api: clients.core, limiter: clients.limiter, host: config.hostName, log });
-  const problemEvents = new ProblemEvents({ events, service: (ns, name) => cluster.services.get(ns, name), isLeader: () => elector.status.leader });
+  const problemEvents = new ProblemEvents({ events, service: (ns, name) => cluster.services.get(ns, name), isLeader: () => elector.leadsNow() });
   const controller = new AllocationController({
     config, ipam, cluster, status, events, log,
-    isLeader: () => elector.status.leader, term: () => elector.status.term,
+    isLeader: () => elector.leadsNow(), term: () => elector.status.term,
     onAllocationsChanged: recomputeDesired,
     onDecisions: (ms, n) => {
       for (let i = 0; i < n; i++) metrics.decisionSeconds.observe(ms / 1000);
@@ -185,6 +185,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     keepalived: () => dataPlane.keepalived?.(),
     virtualServices: async () => withHealth(await dataPlane.virtualServices(), healthOf).map((v) => ({ ...v, service: v.service ?? '' })),
     health: () => health.stats(),
+    maxRealServers: () => config.metrics.maxRealServers,
   });
 
   type ReloadResult = { ok: true; summary: string } | { ok: false; problems: string[] };

@@ -1,6 +1,8 @@
 // What the REST API reads and triggers. The daemon implements it over its live parts (ledger, model, kernel,
 // VRRP supervisor); the CLI's offline mode implements the read side over a read-only ledger. The API itself
 // holds no state.
+import type { SysctlFinding } from '../sysctl/index.js';
+
 export interface PoolUsage {
   name: string;
   /** Decimal strings: an IPv6 /64 does not fit a JSON number. */
@@ -117,6 +119,9 @@ export interface HealthView {
   checks: { ledger: boolean; kernel: boolean; reconciledOnce: boolean; kubernetes: boolean };
   /** Reasons for anything not fine, including the fail-static notice when the API server is unreachable. */
   messages: string[];
+  /** The LB host's kernel settings as last checked (none without a kernel data plane); readiness does not
+   * depend on them, the messages name those that are not as recommended. */
+  sysctls?: SysctlFinding[];
 }
 
 /** What `ipvs-lb status` shows besides health, VRRP and pools: this host's role and the last reconcile. */

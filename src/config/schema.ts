@@ -144,7 +144,7 @@ function vrrpGroup(value: unknown, path: string, problems: Problems, defaultInte
 
 const TOP_KEYS = [
   'hostName', 'interface', 'stateDir', 'kubernetes', 'pools', 'ipam', 'forwarding', 'scheduler', 'backends',
-  'reconcile', 'sysctl', 'vrrp', 'api', 'healthCheck', 'logging',
+  'reconcile', 'sysctl', 'vrrp', 'api', 'metrics', 'healthCheck', 'logging',
 ] as const;
 
 export type ParseResult = { ok: true; config: Config } | { ok: false; problems: string[] };
@@ -337,6 +337,8 @@ export function parseConfig(raw: unknown, source = '(inline)'): ParseResult {
   }
 
   const logging = { level: top.child('logging', ['level']).oneOf('level', logLevels, 'info')! };
+  // Per-real-server series grow with Services × nodes (10,000 × 500 would be 5 million series per metric).
+  const metrics = { maxRealServers: top.child('metrics', ['maxRealServers']).integer('maxRealServers', { default: 2000, min: 0, max: 1_000_000 })! };
 
   if (!problems.empty) return { ok: false, problems: problems.list };
   return {
@@ -344,7 +346,7 @@ export function parseConfig(raw: unknown, source = '(inline)'): ParseResult {
     config: {
       source, hostName, interface: iface!, stateDir, kubernetes, pools,
       ipam, forwarding, scheduler, backends, reconcile, sysctl, vrrp,
-      api: { listen, tokenFile, tls }, healthCheck, logging,
+      api: { listen, tokenFile, tls }, metrics, healthCheck, logging,
     },
   };
 }

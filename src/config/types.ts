@@ -154,6 +154,8 @@ export interface Config {
   sysctl: { manage: boolean };
   vrrp: VrrpConfig;
   api: ApiConfig;
+  /** Bounds on /metrics: real servers that get series of their own (0: none; the rest show in the API only). */
+  metrics: { maxRealServers: number };
   healthCheck: HealthCheckConfig;
   logging: { level: LogLevel };
 }

@@ -66,7 +66,7 @@ export function daemonApiState(p: DaemonParts): ApiState {
         messages.push(`Kubernetes API unreachable, serving the last programmed state (fail static): ${errs.join('; ')}`);
       }
       const checks = { ledger: true, kernel: dp.kernel, reconciledOnce: dp.reconciledOnce, kubernetes };
-      return { ready: checks.ledger && checks.kernel && checks.reconciledOnce, checks, messages };
+      return { ready: checks.ledger && checks.kernel && checks.reconciledOnce, checks, messages, ...(dp.sysctls ? { sysctls: dp.sysctls } : {}) };
     },
     status: () => p.status(),
     reconcile: () => p.reconcile(),

@@ -3,16 +3,23 @@
 import type { VirtualServiceView, VrrpGroupView } from '../api/state.js';
 import type { Config } from '../config/types.js';
 import type { DesiredState } from '../model/types.js';
+import type { SysctlFinding } from '../sysctl/index.js';
 
 export interface ReconcileResult {
   operations: number;
   errors: number;
   durationMs: number;
+  /** Operations by kind (add-service, update-destination, ...). */
+  byKind?: Record<string, number>;
+  /** Whether the pass read the kernel's table (a resync) or diffed against the remembered one. */
+  kernelRead?: boolean;
+  /** Owned virtual services a resync found changed outside ipvs-lb (and restored). */
+  drifted?: string[];
 }
 
 /** What the daemon wants to hear from a data plane it builds (metrics). */
 export interface DataPlaneHooks {
-  /** After every reconcile pass. */
+  /** After every reconcile pass, whoever triggered it (update pass, resync, POST /reconcile). */
   onPass?: (r: ReconcileResult & { byKind: Record<string, number> }) => void;
 }
 
@@ -20,6 +27,8 @@ export interface DataPlaneHealth {
   kernel: boolean;
   reconciledOnce: boolean;
   messages: string[];
+  /** The LB host's kernel settings as last checked (docs/kernel.md, "Host settings"). */
+  sysctls?: SysctlFinding[];
 }
 
 export interface DataPlane {
@@ -33,7 +42,8 @@ export interface DataPlane {
   vrrp(): VrrpGroupView[];
   /** The supervised keepalived (metrics); undefined when VRRP is off. */
   keepalived?(): { running: boolean; unexpectedExits: number } | undefined;
-  /** Releases VIPs and stops keepalived; the IPVS table stays as programmed (fail static across restarts). */
+  /** Stops keepalived and, with VRRP, releases the VIPs (a peer takes over); without VRRP the VIPs stay, like the
+   * IPVS table (fail static: a restart drops no traffic). */
   stop(): Promise<void>;
 }
 

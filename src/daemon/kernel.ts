@@ -3,23 +3,25 @@
 // groups this host is MASTER of (decision 2 in DESIGN.md), or all of them when VRRP is off.
 import { join } from 'node:path';
 import type { VirtualServiceView, VrrpGroupView } from '../api/state.js';
-import type { Config } from '../config/types.js';
+import type { Config, Forwarding } from '../config/types.js';
 import { IpvsClient, type ServiceWithDests } from '../ipvs/index.js';
+import type { Stats } from '../ipvs/types.js';
 import type { DesiredState } from '../model/types.js';
 import { OwnedServices } from '../reconcile/ownership.js';
-import { Reconciler, vipOfKey } from '../reconcile/reconciler.js';
+import { Reconciler, vipOfKey, type PassReport } from '../reconcile/reconciler.js';
+import { describeFinding, reconcileHostSysctls, sysctlNeeds, type SysctlFinding } from '../sysctl/index.js';
 import type { Logger } from '../util/log.js';
 import { JsonFileOwnership, VipBinder } from '../vip/index.js';
 import { gratuitousArp } from '../vip/announce.js';
 import { VrrpController } from '../vrrp/index.js';
 import type { SyncMode } from '../vrrp/index.js';
-import type { Stats } from '../ipvs/types.js';
 import type { DataPlane, DataPlaneHealth, DataPlaneHooks, ReconcileResult } from './dataplane.js';
 
 export function makeKernelDataPlane(config: Config, log: Logger, hooks: DataPlaneHooks = {}): DataPlane {
   return new KernelDataPlane(config, log, hooks);
 }
 
+const result = (r: PassReport): ReconcileResult & { byKind: Record<string, number> } => ({ operations: r.operations, errors: r.errors, durationMs: r.durationMs, byKind: r.byKind, kernelRead: r.kernelRead, drifted: r.drifted });
 const traffic = (s: Stats) => ({
   connections: Number(s.conns), packetsIn: Number(s.inpkts), packetsOut: Number(s.outpkts), bytesIn: Number(s.inbytes), bytesOut: Number(s.outbytes), cps: Number(s.cps),
 });
@@ -39,6 +41,9 @@ export class KernelDataPlane implements DataPlane {
   private vrrpController: VrrpController | undefined;
   private reconciler: Reconciler | undefined;
   private desired: DesiredState = { virtualServices: [], problems: [] };
+  /** No pass runs before the first desired state: an empty one would remove every owned service (fail static
+   * while start-up still waits for the Kubernetes API). */
+  private haveDesired = false;
   /** Desired VIPs by VRRP group ('' when VRRP is off). */
   private vipsByGroup = new Map<string, Set<string>>();
   private readonly masterOf = new Set<string>();
@@ -46,8 +51,36 @@ export class KernelDataPlane implements DataPlane {
   private vipChain: Promise<void> = Promise.resolve();
   private readonly reannounce = new Map<string, { last: number; trailing: NodeJS.Timeout | undefined }>();
   private startError: string | undefined;
+  private sysctls: SysctlFinding[] = [];
+  private sysctlReport = '';
+  /** Forwarding methods the desired state uses (annotations may pick one no pool names). */
+  private forwardingInUse = new Set<Forwarding>();
 
   constructor(private config: Config, private readonly log: Logger, private readonly hooks: DataPlaneHooks = {}) {}
+
+  /** Checks the host's kernel settings (and fixes what sysctl.manage allows); logs only what changed. */
+  private refreshSysctls(): void {
+    let r;
+    try {
+      r = reconcileHostSysctls(sysctlNeeds(this.config, this.forwardingInUse), { manage: this.config.sysctl.manage });
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'could not check the host\'s sysctls');
+      return;
+    }
+    for (const c of r.changed) this.log.info({ sysctl: c.key, from: c.from ?? null, to: c.to }, 'sysctl set (sysctl.manage)');
+    for (const f of r.failed) this.log.error({ sysctl: f.key, from: f.from ?? null, to: f.to, err: f.error }, 'could not set sysctl');
+    this.sysctls = r.findings;
+    const bad = r.findings.filter((f) => !f.ok);
+    const report = bad.map(describeFinding).join('\n');
+    if (report === this.sysctlReport) return;
+    this.sysctlReport = report;
+    for (const f of bad) {
+      const fields = { sysctl: f.key, actual: f.actual ?? null, want: f.want, why: f.why, advice: f.advice };
+      if (f.severity === 'error') this.log.error(fields, 'host sysctl breaks the data plane');
+      else this.log.warn(fields, 'host sysctl differs from the recommended value');
+    }
+    if (bad.length === 0) this.log.info({ checked: r.findings.map((f) => f.key) }, 'host sysctls as recommended');
+  }
 
   async start(): Promise<void> {
     const c = this.config;
@@ -61,9 +94,10 @@ export class KernelDataPlane implements DataPlane {
       this.log.error({ err: this.startError }, 'IPVS is not available; nothing will be programmed');
       return;
     }
+    this.refreshSysctls();
     this.reconciler = new Reconciler({
       client: this.client, owned: new OwnedServices(join(c.stateDir, 'ipvs-owned.json')), log: this.log, coalesceMs: c.reconcile.coalesceMs,
-      onPass: this.hooks.onPass,
+      onPass: (r) => this.hooks.onPass?.(result(r)),
     });
     this.binder = await VipBinder.open({
       interface: c.interface,
@@ -95,6 +129,7 @@ export class KernelDataPlane implements DataPlane {
 
   update(desired: DesiredState): void {
     this.desired = desired;
+    this.haveDesired = true;
     const byGroup = new Map<string, Set<string>>();
     for (const v of desired.virtualServices) {
       const g = this.config.vrrp.enabled ? (v.vrrpGroup ?? NO_GROUP) : NO_GROUP;
@@ -102,6 +137,10 @@ export class KernelDataPlane implements DataPlane {
       byGroup.get(g)!.add(v.vip);
     }
     this.vipsByGroup = byGroup;
+    const methods = new Set(desired.virtualServices.map((v) => v.forwarding));
+    const newMethod = [...methods].some((m) => !this.forwardingInUse.has(m));
+    this.forwardingInUse = methods;
+    if (newMethod && this.client) this.refreshSysctls();
     this.reconciler?.update(desired.virtualServices, desired.virtualServices.map((v) => v.vip));
     void this.queueVipSync();
   }
@@ -189,17 +228,20 @@ export class KernelDataPlane implements DataPlane {
     }
   }
 
+  /** A resync: reads the kernel's table, repairs out-of-band changes, and re-checks the host's sysctls. */
   async reconcileNow(): Promise<ReconcileResult> {
     if (!this.reconciler) return { operations: 0, errors: this.startError ? 1 : 0, durationMs: 0 };
+    this.refreshSysctls();
+    if (!this.haveDesired) return { operations: 0, errors: 0, durationMs: 0 };
     this.reconciler.update(this.desired.virtualServices, this.desired.virtualServices.map((v) => v.vip));
-    const r = await this.reconciler.reconcileNow();
-    return { operations: r.operations, errors: r.errors, durationMs: r.durationMs };
+    return result(await this.reconciler.reconcileNow({ read: true }));
   }
 
   async reconfigure(config: Config): Promise<void> {
     // keepalived first: when it refuses the new config, nothing here has changed.
     if (this.vrrpController) await this.vrrpController.applyConfig(config.vrrp);
     this.config = config;
+    if (this.client) this.refreshSysctls();
   }
 
   health(): DataPlaneHealth {
@@ -207,11 +249,14 @@ export class KernelDataPlane implements DataPlane {
     if (this.startError) messages.push(this.startError);
     const last = this.reconciler?.lastReport;
     if (last && last.errors > 0) messages.push(`last reconcile: ${last.errors} kernel operations failed: ${last.errorMessages.slice(0, 3).join('; ')}`);
-    return { kernel: this.client !== undefined, reconciledOnce: (this.reconciler?.passes ?? 0) > 0, messages };
+    for (const f of this.sysctls) if (!f.ok) messages.push(describeFinding(f));
+    return { kernel: this.client !== undefined, reconciledOnce: (this.reconciler?.passes ?? 0) > 0, messages, sysctls: this.sysctls };
   }
 
   async virtualServices(): Promise<VirtualServiceView[]> {
     if (!this.client) return [];
+    // Every counter of every real server (the API and /metrics show them), so one destination dump per
+    // service; table() is the cheap read for the reconciler, which needs no counters.
     const snapshot: ServiceWithDests[] = await this.client.snapshot();
     const byKey = new Map(this.desired.virtualServices.map((v) => [v.key, v]));
     const views: VirtualServiceView[] = [];

@@ -2,14 +2,9 @@
 // callbacks), so they can never drift from what the API shows; counters are bumped where things happen.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
-export interface TrafficStats {
-  connections: number;
-  packetsIn: number;
-  packetsOut: number;
-  bytesIn: number;
-  bytesOut: number;
-  cps: number;
-}
+import type { TrafficStats } from '../api/state.js';
+
+export type { TrafficStats };
 
 export interface MetricSources {
   pools: () => Array<{ name: string; size: bigint; used: number; orphaned: number; quarantined: number }>;
@@ -18,6 +13,8 @@ export interface MetricSources {
   /** The supervised keepalived; undefined when VRRP is off. */
   keepalived?: () => { running: boolean; unexpectedExits: number } | undefined;
   virtualServices: () => Promise<Array<{ vip: string; protocol: string; port: number; service: string; stats?: TrafficStats; realServers: Array<{ address: string; node: string; weight: number; health?: string; activeConnections?: number; inactiveConnections?: number; stats?: TrafficStats }> }>>;
+  /** How many real servers get series of their own (config metrics.maxRealServers, read at each scrape). */
+  maxRealServers?: () => number;
   /** The health checker's counts (src/health). */
   health?: () => {
     targets: Record<string, Record<string, number>>;
@@ -30,6 +27,7 @@ export interface MetricSources {
 }
 
 const VRRP_STATES = ['INIT', 'BACKUP', 'MASTER', 'FAULT', 'STOP'];
+const vsOrder = (v: { protocol: string; vip: string; port: number }) => `${v.protocol}/${v.vip}:${v.port}`;
 
 export class Metrics {
   readonly registry = new Registry();
@@ -37,6 +35,7 @@ export class Metrics {
   readonly reconcileOperations: Counter;
   readonly reconcileErrors: Counter;
   readonly reconcileLastSuccess: Gauge;
+  readonly reconcileDrift: Counter;
   readonly apiErrors: Counter;
   readonly allocations: Counter;
   readonly decisionSeconds: Histogram;
@@ -59,6 +58,7 @@ export class Metrics {
     this.reconcileOperations = new Counter({ name: 'ipvs_lb_reconcile_operations_total', help: 'kernel operations applied', labelNames: ['op'], registers: [r] });
     this.reconcileErrors = new Counter({ name: 'ipvs_lb_reconcile_errors_total', help: 'kernel operations that failed', registers: [r] });
     this.reconcileLastSuccess = new Gauge({ name: 'ipvs_lb_reconcile_last_success_timestamp_seconds', help: 'end of the last reconcile pass without errors', registers: [r] });
+    this.reconcileDrift = new Counter({ name: 'ipvs_lb_reconcile_drift_total', help: 'owned virtual services a resync found changed outside ipvs-lb (and restored)', registers: [r] });
     this.apiErrors = new Counter({ name: 'ipvs_lb_kubernetes_api_errors_total', help: 'failed list or watch requests to the Kubernetes API, by resource kind', labelNames: ['kind'], registers: [r], collect() {
       // Mirrors the watchers' own counts; a kind that never failed shows 0 once its watcher exists.
       const kinds = src.kubernetes().byKind;
@@ -148,6 +148,7 @@ export class Metrics {
       healthy: new Gauge({ name: 'ipvs_lb_real_server_healthy', help: 'health check verdict: 1 up, 0 down (absent: not probed)', labelNames: rsLabels, registers: [r] }),
     };
     const count = new Gauge({ name: 'ipvs_lb_virtual_services', help: 'virtual services in the kernel', registers: [r] });
+    const omitted = new Gauge({ name: 'ipvs_lb_metrics_real_servers_omitted', help: 'real servers without series of their own this scrape (over metrics.maxRealServers; see the API)', registers: [r] });
     const setTraffic = (m: ReturnType<typeof trafficOf>, labels: Record<string, string>, t: TrafficStats) => {
       for (const k of ['connections', 'packetsIn', 'packetsOut', 'bytesIn', 'bytesOut'] as const) m[k].inc(labels, t[k]);
       m.cps.set(labels, t.cps);
@@ -157,10 +158,19 @@ export class Metrics {
       const list = await src.virtualServices();
       for (const g of [...Object.values(vs), ...Object.values(rs), count]) g.reset();
       count.set(list.length);
+      // Which real servers get series is decided in a stable order (virtual service, then address), so the
+      // same ones keep their series from one scrape to the next.
+      const max = src.maxRealServers?.() ?? Infinity;
+      const total = list.reduce((n, v) => n + v.realServers.length, 0);
+      omitted.set(Math.max(0, total - max));
+      if (total > max) list.sort((a, b) => vsOrder(a).localeCompare(vsOrder(b)));
+      let budget = max;
       for (const v of list) {
         const l = { vip: v.vip, protocol: v.protocol, port: String(v.port), service: v.service };
         if (v.stats) setTraffic(vs, l, v.stats);
-        for (const s of v.realServers) {
+        const servers = total > max ? [...v.realServers].sort((a, b) => a.address.localeCompare(b.address)).slice(0, Math.max(0, budget)) : v.realServers;
+        budget -= servers.length;
+        for (const s of servers) {
           const rl = { ...l, real_server: s.address, node: s.node };
           rs.weight.set(rl, s.weight);
           if (s.health === 'up' || s.health === 'down') rs.healthy.set(rl, s.health === 'up' ? 1 : 0);
@@ -174,12 +184,14 @@ export class Metrics {
 
   private readonly refreshTraffic: () => Promise<void>;
 
-  /** After each reconcile pass: duration, operations by kind, failures, and the time of the last clean one. */
-  observePass(p: { operations: number; errors: number; durationMs: number; byKind: Record<string, number> }, now = Date.now()): void {
+  /** After each reconcile pass: duration, operations by kind, failures, the time of the last clean one, and
+   * owned virtual services a resync found changed out of band (and restored). */
+  observePass(p: { operations: number; errors: number; durationMs: number; byKind: Record<string, number>; drifted?: string[] }, now = Date.now()): void {
     this.reconcileDuration.observe(p.durationMs / 1000);
     for (const [op, n] of Object.entries(p.byKind)) this.reconcileOperations.inc({ op }, n);
     if (p.errors > 0) this.reconcileErrors.inc(p.errors);
     else this.reconcileLastSuccess.set(now / 1000);
+    if (p.drifted && p.drifted.length > 0) this.reconcileDrift.inc(p.drifted.length);
   }
 
   /** After each ledger commit: allocation changes by kind (allocate, update, release, unquarantine). */

@@ -2,6 +2,7 @@
 // one was due, not after it finished), start spread over their first interval by a hash of their key (so
 // thousands of targets never fire at once), and never run twice at the same time. The caller asks for due
 // targets with a limit (free concurrency) and reports each one done. Pure: time is a parameter.
+import { MinHeap } from '../util/min-heap.js';
 
 interface Item {
   key: string;
@@ -30,7 +31,7 @@ export function hash32(s: string): number {
 
 export class ProbeScheduler {
   private readonly items = new Map<string, Item>();
-  private heap: Entry[] = [];
+  private readonly heap = new MinHeap<Entry>((e) => e.at);
   /** Runs started later than one interval after they were due (the concurrency bound was too small). */
   late = 0;
 
@@ -70,7 +71,7 @@ export class ProbeScheduler {
   /** Due targets (dueAt <= now), earliest first, at most `limit`; each is marked busy until done(). */
   takeDue(now: number, limit: number): string[] {
     const out: string[] = [];
-    while (out.length < limit && this.heap.length > 0 && this.heap[0]!.at <= now) {
+    while (out.length < limit && this.heap.length > 0 && this.heap.peek()!.at <= now) {
       const e = this.pop()!;
       const it = this.items.get(e.key);
       if (!it || it.gen !== e.gen || it.busy) continue;
@@ -97,7 +98,7 @@ export class ProbeScheduler {
   /** The earliest due time of an idle target, or undefined when nothing is scheduled. */
   nextAt(): number | undefined {
     while (this.heap.length > 0) {
-      const e = this.heap[0]!;
+      const e = this.heap.peek()!;
       const it = this.items.get(e.key);
       if (it && it.gen === e.gen && !it.busy) return e.at;
       this.pop();
@@ -106,7 +107,7 @@ export class ProbeScheduler {
   }
 
   private rebuild(): void {
-    this.heap = [];
+    this.heap.clear();
     for (const it of this.items.values()) {
       it.gen++;
       if (!it.busy) this.push(it);
@@ -114,35 +115,10 @@ export class ProbeScheduler {
   }
 
   private push(it: Item): void {
-    const a = this.heap;
-    a.push({ at: it.dueAt, key: it.key, gen: it.gen });
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (a[p]!.at <= a[i]!.at) break;
-      [a[p], a[i]] = [a[i]!, a[p]!];
-      i = p;
-    }
+    this.heap.push({ at: it.dueAt, key: it.key, gen: it.gen });
   }
 
   private pop(): Entry | undefined {
-    const a = this.heap;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && a[l]!.at < a[m]!.at) m = l;
-        if (r < a.length && a[r]!.at < a[m]!.at) m = r;
-        if (m === i) break;
-        [a[m], a[i]] = [a[i]!, a[m]!];
-        i = m;
-      }
-    }
-    return top;
+    return this.heap.pop();
   }
 }

@@ -12,7 +12,7 @@ import { type Family, formatIp } from './address.js';
 import { ExpiryHeap } from './heap.js';
 import { IntervalSet } from './intervals.js';
 import { autoAssignPools, orderPools, poolAllows } from './pools.js';
-import { type AddressRange, isBuggyIPv4, rangeContains, usableCount } from './range.js';
+import { type AddressRange, isBuggyIPv4, isSubnetRouterAnycast, rangeContains, usableCount } from './range.js';
 import type { Allocation, Change, Decision, QuarantineEntry, Refusal, RequestedIp, ServiceRequest } from './types.js';
 
 export interface IpamOptions {
@@ -46,6 +46,7 @@ interface PoolRuntime {
 interface RangeRef {
   first: bigint;
   last: bigint;
+  anycastFirst?: true;
   pool: PoolRuntime;
 }
 
@@ -129,7 +130,7 @@ export class Ipam {
       };
       const rt: PoolRuntime = { config, order, ranges, hint: { 4: ranges[4][0]?.first ?? 0n, 6: ranges[6][0]?.first ?? 0n } };
       this.pools.set(config.name, rt);
-      for (const f of [4, 6] as Family[]) for (const r of ranges[f]) this.rangeIndex[f].push({ first: r.first, last: r.last, pool: rt });
+      for (const f of [4, 6] as Family[]) for (const r of ranges[f]) this.rangeIndex[f].push({ first: r.first, last: r.last, ...(r.anycastFirst ? { anycastFirst: true as const } : {}), pool: rt });
     });
     for (const f of [4, 6] as Family[]) this.rangeIndex[f].sort((a, b) => (a.first < b.first ? -1 : 1));
   }
@@ -428,6 +429,9 @@ export class Ipam {
     if (pool.avoidBuggyIPs && isBuggyIPv4(family, value)) {
       return fail({ reason: 'RequestedAddressOutsidePools', pool: pool.name, message: `${address} ends in .0 or .255, which pool "${pool.name}" never hands out (avoidBuggyIPs)` });
     }
+    if (isSubnetRouterAnycast(ref, value)) {
+      return fail({ reason: 'RequestedAddressOutsidePools', pool: pool.name, message: `${address} is the Subnet-Router anycast address of an IPv6 CIDR in pool "${pool.name}" (every router on the link answers it), which no pool hands out` });
+    }
     const conflict = this.shareCheck(family, value, address, svc);
     if (conflict) return fail(conflict);
     const q = this.quarantine.get(address);
@@ -450,6 +454,7 @@ export class Ipam {
       if (!ref || ref.pool.config.name !== h.pool) continue;
       // Nor is an address the pool has since started to avoid.
       if (ref.pool.config.avoidBuggyIPs && isBuggyIPv4(family, h.value)) continue;
+      if (isSubnetRouterAnycast(ref, h.value)) continue;
       const rank = pools.indexOf(ref.pool);
       if (rank < 0 || (best && (rank > best.rank || (rank === best.rank && h.value > best.h.value)))) continue;
       if (this.shareCheck(family, h.value, h.address, svc)) continue;
@@ -469,7 +474,7 @@ export class Ipam {
       while (c <= r.last) {
         c = taken.nextAbsent(c);
         if (c > r.last) break;
-        if (avoid && isBuggyIPv4(family, c)) {
+        if ((avoid && isBuggyIPv4(family, c)) || isSubnetRouterAnycast(r, c)) {
           c++;
           continue;
         }

@@ -9,6 +9,11 @@ export interface AddressRange {
   last: bigint;
   /** The entry as the operator wrote it, for messages. */
   text: string;
+  /**
+   * IPv6 CIDR entries of /126 or shorter: the entry's all-zero address is the Subnet-Router anycast address
+   * (RFC 4291 2.6.1), which every router on the link answers, so it is never handed out.
+   */
+  anycastFirst?: true;
 }
 
 export type ParsedRange = { ok: true; range: AddressRange } | { ok: false; error: string };
@@ -37,7 +42,9 @@ function parseCidr(text: string): ParsedRange {
     const network = formatIp({ family: ip.family, value: ip.value & ~mask });
     return { ok: false, error: `is not a valid CIDR: host bits are set (the network is ${network}/${len})` };
   }
-  return { ok: true, range: { family: ip.family, first: ip.value, last: ip.value | mask, text } };
+  const range: AddressRange = { family: ip.family, first: ip.value, last: ip.value | mask, text };
+  if (ip.family === 6 && Number(len) <= 126) range.anycastFirst = true;
+  return { ok: true, range };
 }
 
 function parseDashRange(text: string): ParsedRange {
@@ -64,9 +71,13 @@ export const rangeContains = (r: AddressRange, family: Family, value: bigint): b
 export const isBuggyIPv4 = (family: Family, value: bigint): boolean =>
   family === 4 && ((value & 255n) === 0n || (value & 255n) === 255n);
 
+/** The Subnet-Router anycast address of an IPv6 CIDR entry (see AddressRange.anycastFirst). */
+export const isSubnetRouterAnycast = (r: Pick<AddressRange, 'first' | 'anycastFirst'>, value: bigint): boolean =>
+  r.anycastFirst === true && value === r.first;
+
 /** Number of usable addresses in a range, with .0/.255 removed when asked; exact for any size. */
 export function usableCount(r: AddressRange, avoidBuggyIPs: boolean): bigint {
-  const total = rangeSize(r);
+  const total = rangeSize(r) - (r.anycastFirst ? 1n : 0n);
   if (!avoidBuggyIPs || r.family !== 4) return total;
   // Count values v in [first, last] with v % 256 in {0, 255}.
   const countMod = (upTo: bigint, residue: bigint): bigint => (upTo < residue ? 0n : (upTo - residue) / 256n + 1n);

@@ -32,6 +32,7 @@ import {
 import { GENL_ID_CTRL, IPVS_GENL_NAME, NETLINK_GENERIC } from './constants.js';
 import { ERRNO, NetlinkError, NetlinkTransportError } from './errors.js';
 import { NetlinkDecodeError } from './netlink.js';
+import { parseProcIpvs, PROC_IPVS_PATH, procKey, readProcIpvs, type ProcService } from './procfs.js';
 import { kernelErrno, NetlinkTransport, type TransportCounters, type TransportOptions } from './transport.js';
 import type {
   Destination,
@@ -69,9 +70,19 @@ export interface ServiceWithDests {
   destinations: Destination[];
 }
 
+/** A destination as table() reports it: what the kernel shows for every destination in one read. */
+export type TableDestination = Pick<Destination, 'family' | 'address' | 'port' | 'forwarding' | 'weight' | 'activeConns' | 'inactiveConns'>;
+
+export interface TableEntry {
+  service: Service;
+  destinations: TableDestination[];
+}
+
 export interface IpvsClientOptions extends Partial<Omit<TransportOptions, 'protocol' | 'groups'>> {
   /** Try `modprobe ip_vs` when the family is missing (needs CAP_SYS_MODULE). Default true. */
   loadModule?: boolean;
+  /** Where table() reads every destination at once; false: netlink only. Default /proc/net/ip_vs. */
+  procPath?: string | false;
 }
 
 export function requestFor(op: IpvsOp): IpvsRequest {
@@ -199,10 +210,11 @@ export class IpvsClient {
     await this.call(setConfigRequest(t));
   }
 
-  async services(): Promise<Service[]> {
+  /** Every service; `stats: false` skips decoding the counters (they read as zero), which is most of the work. */
+  async services(opts: { stats?: boolean } = {}): Promise<Service[]> {
     const req = dumpServicesRequest();
     const replies = await this.call(req);
-    return replies.map((p) => decode(() => decodeServiceMsg(p), req.describe));
+    return replies.map((p) => decode(() => decodeServiceMsg(p, opts), req.describe));
   }
 
   /** One service, or undefined when the kernel has no such service. */
@@ -229,21 +241,72 @@ export class IpvsClient {
   }
 
   /**
-   * Every service with its destinations (a service deleted between the two dumps is skipped). The kernel dumps
-   * destinations one service at a time, so with many services the round trips dominate; they are spread over
-   * `concurrency` sockets (one dump in flight per socket, as the kernel requires).
+   * Every service with its destinations and all counters (a service deleted between the two dumps is skipped).
+   * The kernel dumps destinations one service at a time, so with many services the round trips dominate;
+   * they are spread over `concurrency` sockets (one dump in flight per socket, as the kernel requires).
+   * table() is the cheap way to read a large table when per-destination counters are not needed.
    */
   async snapshot(opts: { concurrency?: number } = {}): Promise<ServiceWithDests[]> {
     const services = await this.services();
-    const want = Math.max(1, Math.min(opts.concurrency ?? 4, 16, services.length));
+    const out: (ServiceWithDests | undefined)[] = new Array(services.length);
+    await this.dumpDestinations(services, services.map((_, i) => i), out, opts.concurrency);
+    return out.filter((x): x is ServiceWithDests => x !== undefined);
+  }
+
+  /**
+   * The whole table in two reads whatever its size: one netlink service dump (scheduler, flags, persistence;
+   * service counters only with `stats: true`) and one read of /proc/net/ip_vs for every destination's
+   * address, port, forwarding, weight and connection counts. Per-destination byte and packet counters and
+   * thresholds are not included. A service missing from the file (created between the two reads), a fwmark
+   * service (the file does not show its address family), or a file that cannot be read or parsed falls back
+   * to netlink destination dumps, so the answer is always complete.
+   */
+  async table(opts: { stats?: boolean; concurrency?: number } = {}): Promise<TableEntry[]> {
+    const services = await this.services({ stats: opts.stats ?? false });
+    const fromProc = this.readProc();
+    const out: (TableEntry | undefined)[] = new Array(services.length);
+    const missing: number[] = [];
+    services.forEach((s, i) => {
+      const key = procKey(s.protocol, s.address, s.port);
+      const p = key === undefined ? undefined : fromProc?.get(key);
+      if (p) out[i] = { service: s, destinations: p.destinations };
+      else missing.push(i);
+    });
+    await this.dumpDestinations(services, missing, out, opts.concurrency);
+    return out.filter((x): x is TableEntry => x !== undefined);
+  }
+
+  /** Why the last table() could not use /proc/net/ip_vs (undefined when it could). */
+  procProblem: string | undefined;
+
+  private readProc(): Map<string, ProcService> | undefined {
+    const path = this.transportOpts.procPath ?? PROC_IPVS_PATH;
+    if (path === false) return undefined;
+    try {
+      const byKey = new Map<string, ProcService>();
+      for (const p of parseProcIpvs(readProcIpvs(path))) {
+        const key = procKey(p.protocol, p.address, p.port);
+        if (key !== undefined) byKey.set(key, p);
+      }
+      this.procProblem = undefined;
+      return byKey;
+    } catch (e) {
+      this.procProblem = `${path}: ${(e as Error).message}; reading destinations over netlink, one service at a time`;
+      return undefined;
+    }
+  }
+
+  /** Fills out[i] for each index with the service's destinations from netlink dumps over several sockets. */
+  private async dumpDestinations(services: readonly Service[], indexes: readonly number[], out: (ServiceWithDests | TableEntry | undefined)[], concurrency = 4): Promise<void> {
+    if (indexes.length === 0) return;
+    const want = Math.max(1, Math.min(concurrency, 16, indexes.length));
     while (this.dumpers.length < want - 1) this.dumpers.push(new NetlinkTransport({ ...this.transportOpts, protocol: NETLINK_GENERIC }));
     const lanes = [this.transport, ...this.dumpers.slice(0, want - 1)];
-    const out: (ServiceWithDests | undefined)[] = new Array(services.length);
     let next = 0;
     await Promise.all(
       lanes.map(async (lane) => {
-        while (next < services.length) {
-          const i = next++;
+        while (next < indexes.length) {
+          const i = indexes[next++]!;
           const service = services[i]!;
           try {
             out[i] = { service, destinations: await this.destinationsVia(lane, keyOf(service)) };
@@ -254,7 +317,6 @@ export class IpvsClient {
         }
       }),
     );
-    return out.filter((x): x is ServiceWithDests => x !== undefined);
   }
 
   addService(spec: ServiceSpec): Promise<void> {
@@ -288,9 +350,14 @@ export class IpvsClient {
    * Input errors (IpvsInputError) are thrown before anything is sent.
    */
   async apply(ops: readonly IpvsOp[]): Promise<OpResult[]> {
-    const reqs = ops.map(requestFor);
-    const errnos = await this.transport.batch(reqs.map((r) => ({ type: this.familyId, flags: 0, payload: r.payload })));
-    return ops.map((op, i) => ({ op, error: errnos[i] ? kernelError(reqs[i]!, errnos[i]!) : undefined }));
+    // Everything is encoded (so validated) before anything is sent, into one buffer: the objects that build
+    // each request die young instead of living, and being promoted by the collector, until the last datagram
+    // is out. A refused request is encoded again for its error message.
+    const arena = new PayloadArena();
+    for (const op of ops) arena.push(requestFor(op).payload);
+    const type = this.familyId;
+    const errnos = await this.transport.batch(ops.length, (i) => ({ type, flags: 0, payload: arena.get(i) }));
+    return ops.map((op, i) => ({ op, error: errnos[i] ? kernelError(requestFor(op), errnos[i]!) : undefined }));
   }
 
   async syncDaemons(): Promise<SyncDaemon[]> {
@@ -358,4 +425,32 @@ export async function resolveFamily(transport: NetlinkTransport, name: string): 
   const reply = replies[0];
   if (!reply) throw new NetlinkTransportError('EBADMSG', `resolve generic netlink family ${name}: no reply`);
   return decode(() => decodeFamily(reply.payload), `resolve generic netlink family ${name}`).id;
+}
+
+/** Many small payloads in one growing buffer, addressed by index. */
+class PayloadArena {
+  private buf = Buffer.allocUnsafe(64 << 10);
+  private ends = new Uint32Array(1024);
+  private count = 0;
+  private used = 0;
+
+  push(payload: Buffer): void {
+    if (this.used + payload.length > this.buf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.used + payload.length));
+      this.buf.copy(bigger, 0, 0, this.used);
+      this.buf = bigger;
+    }
+    if (this.count === this.ends.length) {
+      const more = new Uint32Array(this.ends.length * 2);
+      more.set(this.ends);
+      this.ends = more;
+    }
+    payload.copy(this.buf, this.used);
+    this.used += payload.length;
+    this.ends[this.count++] = this.used;
+  }
+
+  get(i: number): Buffer {
+    return this.buf.subarray(i === 0 ? 0 : this.ends[i - 1]!, this.ends[i]!);
+  }
 }

@@ -97,10 +97,39 @@ function intIn(field: string, v: unknown, min: number, max: number): number {
   return v;
 }
 
-function addressOf(field: string, v: unknown): { family: Family; bytes: Buffer; text: string } {
-  const ip = typeof v === 'string' ? parseIp(v) : undefined;
-  if (!ip) throw new IpvsInputError(field, v, 'must be an IPv4 or IPv6 address');
-  return { family: ip.family, bytes: ipBytes(ip.family, ip.value), text: formatIp(ip) };
+interface ParsedAddress {
+  family: Family;
+  /** Network order; shared, never modified. */
+  bytes: Buffer;
+  /** The same as union nf_inet_addr (16 bytes); shared, never modified. */
+  inet: Buffer;
+  text: string;
+}
+
+// Programming a table encodes each VIP once per destination and each node address once per service: parse
+// each text once. Bounded, so a huge table cannot grow it without limit.
+const parsed = new Map<string, ParsedAddress | null>();
+
+function parseAddress(v: string): ParsedAddress | null {
+  let p = parsed.get(v);
+  if (p === undefined) {
+    const ip = parseIp(v);
+    if (ip) {
+      const bytes = ipBytes(ip.family, ip.value);
+      p = { family: ip.family, bytes, inet: inetAddr(bytes), text: formatIp(ip) };
+    } else {
+      p = null;
+    }
+    if (parsed.size >= 8192) parsed.clear();
+    parsed.set(v, p);
+  }
+  return p;
+}
+
+function addressOf(field: string, v: unknown): ParsedAddress {
+  const a = typeof v === 'string' ? parseAddress(v) : null;
+  if (!a) throw new IpvsInputError(field, v, 'must be an IPv4 or IPv6 address');
+  return a;
 }
 
 function ipBytes(family: Family, value: bigint): Buffer {
@@ -132,19 +161,51 @@ export function familyCode(family: Family): number {
   return family === 4 ? AF_INET : AF_INET6;
 }
 
+// Attribute values that repeat on every request, made once (encoding copies them; they are never modified).
+const AF_U16: Record<Family, Buffer> = { 4: u16(AF_INET), 6: u16(AF_INET6) };
+const PROTO_U16: Record<Protocol, Buffer> = { tcp: u16(IPPROTO_TCP), udp: u16(IPPROTO_UDP), sctp: u16(IPPROTO_SCTP) };
+const NETMASK_HOST4 = Buffer.from([255, 255, 255, 255]);
+const NETMASK_HOST6 = u32(128);
+const flagStructs = new Map<number, Buffer>();
+/** struct ip_vs_flags {flags; mask = ~0}, as ipvsadm sends it. */
+function flagsAttr(flags: number): Buffer {
+  let b = flagStructs.get(flags);
+  if (!b) {
+    b = Buffer.concat([u32(flags), u32(0xffffffff)]);
+    flagStructs.set(flags, b);
+  }
+  return b;
+}
+const smallU32: Buffer[] = [];
+/** u32 attribute values; the small ones (weights, forwarding codes, thresholds, timeouts) are made once. */
+function u32v(v: number): Buffer {
+  if (v >= 0 && v < 4096 && Number.isInteger(v)) return (smallU32[v] ??= u32(v));
+  return u32(v);
+}
+const ports = new Map<number, Buffer>();
+function portBe16(port: number): Buffer {
+  let b = ports.get(port);
+  if (!b) {
+    b = be16(port);
+    if (ports.size >= 4096) ports.clear();
+    ports.set(port, b);
+  }
+  return b;
+}
+
 // ---- services -----------------------------------------------------------------------------------------------
 
 /** "tcp 192.0.2.10:80", "tcp [2001:db8::1]:443", "fwmark 7 (IPv4)": how messages name a service. */
 export function serviceLabel(key: ServiceKey): string {
   if (key.fwmark !== undefined) return `fwmark ${key.fwmark} (IPv${key.family})`;
-  const ip = parseIp(key.address);
-  const addr = ip ? formatIp(ip) : String(key.address);
+  const ip = typeof key.address === 'string' ? parseAddress(key.address) : null;
+  const addr = ip ? ip.text : String(key.address);
   return `${key.protocol} ${ip?.family === 6 ? `[${addr}]` : addr}:${key.port}`;
 }
 
 export function destLabel(d: { address: string; port: number }): string {
-  const ip = parseIp(d.address);
-  const addr = ip ? formatIp(ip) : String(d.address);
+  const ip = typeof d.address === 'string' ? parseAddress(d.address) : null;
+  const addr = ip ? ip.text : String(d.address);
   return `${ip?.family === 6 ? `[${addr}]` : addr}:${d.port}`;
 }
 
@@ -163,12 +224,7 @@ export function serviceKeyAttrs(key: ServiceKey, field = 'service'): { family: F
   const port = intIn(`${field}.port`, key.port, 0, 65535);
   return {
     family: a.family,
-    attrs: [
-      attr(SvcAttr.AF, u16(familyCode(a.family))),
-      attr(SvcAttr.PROTOCOL, u16(proto)),
-      attr(SvcAttr.ADDR, inetAddr(a.bytes)),
-      attr(SvcAttr.PORT, be16(port)),
-    ],
+    attrs: [attr(SvcAttr.AF, AF_U16[a.family]), attr(SvcAttr.PROTOCOL, PROTO_U16[key.protocol]), attr(SvcAttr.ADDR, a.inet), attr(SvcAttr.PORT, portBe16(port))],
   };
 }
 
@@ -198,7 +254,7 @@ export function serviceAttrs(spec: ServiceSpec, field = 'service'): { family: Fa
   }
   if (spec.onePacket) flags |= SvcFlag.ONEPACKET;
   let timeout = 0;
-  let netmask: Buffer = family === 4 ? Buffer.from([255, 255, 255, 255]) : u32(128);
+  let netmask: Buffer = family === 4 ? NETMASK_HOST4 : NETMASK_HOST6;
   if (spec.persistence !== undefined) {
     flags |= SvcFlag.PERSISTENT;
     timeout = intIn(`${field}.persistence.timeout`, spec.persistence.timeout, 1, 0x7fffffff);
@@ -216,36 +272,49 @@ export function serviceAttrs(spec: ServiceSpec, field = 'service'): { family: Fa
       }
     }
   }
-  const flagsStruct = Buffer.concat([u32(flags), u32(0xffffffff)]);
+  const flagsStruct = flagsAttr(flags);
   attrs.push(attr(SvcAttr.SCHED_NAME, cstring(scheduler)));
   if (spec.persistenceEngine !== undefined) {
     attrs.push(attr(SvcAttr.PE_NAME, cstring(name(`${field}.persistenceEngine`, spec.persistenceEngine, PENAME_MAXLEN))));
   }
-  attrs.push(attr(SvcAttr.FLAGS, flagsStruct), attr(SvcAttr.TIMEOUT, u32(timeout)), attr(SvcAttr.NETMASK, netmask));
+  attrs.push(attr(SvcAttr.FLAGS, flagsStruct), attr(SvcAttr.TIMEOUT, u32v(timeout)), attr(SvcAttr.NETMASK, netmask));
   return { family, attrs };
 }
 
-function svcRequest(cmd: number, verb: string, attrs: Attr[], label: string, dump = false): IpvsRequest {
-  return {
-    cmd,
-    payload: genlPayload(cmd, IPVS_GENL_VERSION, [attr(CmdAttr.SERVICE, attrs)]),
-    dump,
-    describe: `${verb} service ${label}`,
-    subject: 'service',
-  };
+// `describe` names the object in error messages only, so it is built when read: a batch of 100,000 requests
+// that all succeed never builds one. A class, because object literals with accessors are slow to create.
+class LabelledRequest implements IpvsRequest {
+  constructor(
+    readonly cmd: number,
+    readonly payload: Buffer,
+    readonly dump: boolean,
+    readonly subject: IpvsRequest['subject'],
+    private readonly verb: string,
+    private readonly key: ServiceKey,
+    private readonly dest?: { address: string; port: number },
+  ) {}
+
+  get describe(): string {
+    if (this.subject === 'service') return `${this.verb} service ${serviceLabel(this.key)}`;
+    return this.dest ? `${this.verb} ${destLabel(this.dest)} of service ${serviceLabel(this.key)}` : `${this.verb} of service ${serviceLabel(this.key)}`;
+  }
+}
+
+function svcRequest(cmd: number, verb: string, attrs: Attr[], key: ServiceKey, dump = false): IpvsRequest {
+  return new LabelledRequest(cmd, genlPayload(cmd, IPVS_GENL_VERSION, [attr(CmdAttr.SERVICE, attrs)]), dump, 'service', verb, key);
 }
 
 export function newServiceRequest(spec: ServiceSpec): IpvsRequest {
-  return svcRequest(IpvsCmd.NEW_SERVICE, 'add', serviceAttrs(spec).attrs, serviceLabel(spec));
+  return svcRequest(IpvsCmd.NEW_SERVICE, 'add', serviceAttrs(spec).attrs, spec);
 }
 export function setServiceRequest(spec: ServiceSpec): IpvsRequest {
-  return svcRequest(IpvsCmd.SET_SERVICE, 'edit', serviceAttrs(spec).attrs, serviceLabel(spec));
+  return svcRequest(IpvsCmd.SET_SERVICE, 'edit', serviceAttrs(spec).attrs, spec);
 }
 export function delServiceRequest(key: ServiceKey): IpvsRequest {
-  return svcRequest(IpvsCmd.DEL_SERVICE, 'delete', serviceKeyAttrs(key).attrs, serviceLabel(key));
+  return svcRequest(IpvsCmd.DEL_SERVICE, 'delete', serviceKeyAttrs(key).attrs, key);
 }
 export function getServiceRequest(key: ServiceKey): IpvsRequest {
-  return svcRequest(IpvsCmd.GET_SERVICE, 'get', serviceKeyAttrs(key).attrs, serviceLabel(key));
+  return svcRequest(IpvsCmd.GET_SERVICE, 'get', serviceKeyAttrs(key).attrs, key);
 }
 export function dumpServicesRequest(): IpvsRequest {
   return { cmd: IpvsCmd.GET_SERVICE, payload: genlPayload(IpvsCmd.GET_SERVICE, IPVS_GENL_VERSION, []), dump: true, describe: 'list services', subject: 'service' };
@@ -263,7 +332,7 @@ function destKeyAttrs(d: { address: string; port: number }, field: string): { fa
   const port = intIn(`${field}.port`, d.port, 0, 65535);
   return {
     family: a.family,
-    attrs: [attr(DestAttr.ADDR, inetAddr(a.bytes)), attr(DestAttr.PORT, be16(port)), attr(DestAttr.ADDR_FAMILY, u16(familyCode(a.family)))],
+    attrs: [attr(DestAttr.ADDR, a.inet), attr(DestAttr.PORT, portBe16(port)), attr(DestAttr.ADDR_FAMILY, AF_U16[a.family])],
   };
 }
 
@@ -282,7 +351,7 @@ export function destAttrs(d: DestinationSpec, serviceFamily: Family, field = 'de
   if (lower > upper) {
     throw new IpvsInputError(`${field}.lowerThreshold`, lower, `must not exceed upperThreshold ${upper} (0 = no limit, so set both)`);
   }
-  attrs.push(attr(DestAttr.FWD_METHOD, u32(fwd)), attr(DestAttr.WEIGHT, u32(weight)), attr(DestAttr.U_THRESH, u32(upper)), attr(DestAttr.L_THRESH, u32(lower)));
+  attrs.push(attr(DestAttr.FWD_METHOD, u32v(fwd)), attr(DestAttr.WEIGHT, u32v(weight)), attr(DestAttr.U_THRESH, u32v(upper)), attr(DestAttr.L_THRESH, u32v(lower)));
   if (d.tunnel !== undefined) {
     if (fwd !== FwdMethod.TUNNEL) throw new IpvsInputError(`${field}.tunnel`, d.tunnel, 'is only valid with forwarding tun');
     const t = Object.hasOwn(tunTypes, d.tunnel.type) ? tunTypes[d.tunnel.type] : undefined;
@@ -299,32 +368,26 @@ export function destAttrs(d: DestinationSpec, serviceFamily: Family, field = 'de
   return attrs;
 }
 
-function destRequest(cmd: number, verb: string, key: ServiceKey, dest: Attr[] | undefined, label: string): IpvsRequest {
-  const top = [attr(CmdAttr.SERVICE, serviceKeyAttrs(key).attrs)];
+function destRequest(cmd: number, verb: string, key: ServiceKey, dest: Attr[] | undefined, d: { address: string; port: number } | undefined, keyAttrs = serviceKeyAttrs(key).attrs): IpvsRequest {
+  const top = [attr(CmdAttr.SERVICE, keyAttrs)];
   if (dest) top.push(attr(CmdAttr.DEST, dest));
-  return {
-    cmd,
-    payload: genlPayload(cmd, IPVS_GENL_VERSION, top),
-    dump: cmd === IpvsCmd.GET_DEST,
-    describe: `${verb} ${label} of service ${serviceLabel(key)}`,
-    subject: 'dest',
-  };
+  return new LabelledRequest(cmd, genlPayload(cmd, IPVS_GENL_VERSION, top), cmd === IpvsCmd.GET_DEST, 'dest', verb, key, d);
 }
 
 export function newDestRequest(key: ServiceKey, d: DestinationSpec): IpvsRequest {
-  const { family } = serviceKeyAttrs(key);
-  return destRequest(IpvsCmd.NEW_DEST, 'add destination', key, destAttrs(d, family), destLabel(d));
+  const k = serviceKeyAttrs(key);
+  return destRequest(IpvsCmd.NEW_DEST, 'add destination', key, destAttrs(d, k.family), d, k.attrs);
 }
 export function setDestRequest(key: ServiceKey, d: DestinationSpec): IpvsRequest {
-  const { family } = serviceKeyAttrs(key);
-  return destRequest(IpvsCmd.SET_DEST, 'edit destination', key, destAttrs(d, family), destLabel(d));
+  const k = serviceKeyAttrs(key);
+  return destRequest(IpvsCmd.SET_DEST, 'edit destination', key, destAttrs(d, k.family), d, k.attrs);
 }
 export function delDestRequest(key: ServiceKey, d: { address: string; port: number }): IpvsRequest {
-  serviceKeyAttrs(key);
-  return destRequest(IpvsCmd.DEL_DEST, 'delete destination', key, destKeyAttrs(d, 'destination').attrs, destLabel(d));
+  const k = serviceKeyAttrs(key);
+  return destRequest(IpvsCmd.DEL_DEST, 'delete destination', key, destKeyAttrs(d, 'destination').attrs, d, k.attrs);
 }
 export function dumpDestsRequest(key: ServiceKey): IpvsRequest {
-  return { ...destRequest(IpvsCmd.GET_DEST, 'list', key, undefined, ''), describe: `list destinations of service ${serviceLabel(key)}` };
+  return destRequest(IpvsCmd.GET_DEST, 'list destinations', key, undefined, undefined);
 }
 
 // ---- info, config, zero, daemons ---------------------------------------------------------------------------
@@ -445,9 +508,9 @@ function familyFromCode(code: number, what: string): Family {
 function addrFromBytes(family: Family, b: Buffer, what: string): string {
   const len = family === 4 ? 4 : 16;
   if (b.length < len) throw new NetlinkDecodeError(`${what}: ${b.length} bytes (< ${len})`);
-  let v = 0n;
-  for (let i = 0; i < len; i++) v = (v << 8n) | BigInt(b[i]!);
-  return formatIp({ family, value: v });
+  // Dumps decode one address per service and per destination: no BigInt loop on this path.
+  if (family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  return formatIp({ family, value: (b.readBigUInt64BE(0) << 64n) | b.readBigUInt64BE(8) });
 }
 
 const zeroStats = (): Stats => ({ conns: 0n, inpkts: 0n, outpkts: 0n, inbytes: 0n, outbytes: 0n, cps: 0n, inpps: 0n, outpps: 0n, inbps: 0n, outbps: 0n });
@@ -491,8 +554,14 @@ export function decodeStats(stats64: Buffer | undefined, stats32: Buffer | undef
   return s;
 }
 
+export interface DecodeOptions {
+  /** Decode the counters (default true). A table read for the reconciler skips them: they are most of the
+   * message and it compares only configuration. Skipped counters read as zero. */
+  stats?: boolean;
+}
+
 /** Decodes the nested IPVS_CMD_ATTR_SERVICE of a GET_SERVICE reply. */
-export function decodeServiceAttrs(nested: Buffer): Service {
+export function decodeServiceAttrs(nested: Buffer, opts: DecodeOptions = {}): Service {
   const a = parseAttrs(nested, 'service');
   const family = familyFromCode(readU16(need(a, SvcAttr.AF, 2, 'service.af')), 'service.af');
   const fwmark = optU32(a, SvcAttr.FWMARK, 'service.fwmark') ?? 0;
@@ -530,14 +599,14 @@ export function decodeServiceAttrs(nested: Buffer): Service {
     onePacket: (flags & SvcFlag.ONEPACKET) !== 0,
     persistence: flags & SvcFlag.PERSISTENT ? { timeout, netmask } : undefined,
     persistenceEngine: pe ? cstr(pe) : undefined,
-    stats: decodeStats(a.get(SvcAttr.STATS64), a.get(SvcAttr.STATS), 'service'),
+    stats: opts.stats === false ? zeroStats() : decodeStats(a.get(SvcAttr.STATS64), a.get(SvcAttr.STATS), 'service'),
   };
 }
 
 /** Decodes one message of a GET_SERVICE dump (or the reply of a GET_SERVICE doit). */
-export function decodeServiceMsg(payload: Buffer): Service {
+export function decodeServiceMsg(payload: Buffer, opts: DecodeOptions = {}): Service {
   const top = parseAttrs(parseGenl(payload).attrs, 'service message');
-  return decodeServiceAttrs(need(top, CmdAttr.SERVICE, 0, 'IPVS_CMD_ATTR_SERVICE'));
+  return decodeServiceAttrs(need(top, CmdAttr.SERVICE, 0, 'IPVS_CMD_ATTR_SERVICE'), opts);
 }
 
 const fwdNames = new Map<number, DecodedForwarding>([

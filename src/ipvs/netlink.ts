@@ -51,14 +51,16 @@ export const align4 = (n: number): number => (n + 3) & ~3;
 
 // ---- host-order integer helpers -------------------------------------------------------------------------
 
+// Every byte of these is written, so they come from Buffer's shared pool: programming a large table encodes
+// hundreds of thousands of them.
 export function u16(value: number): Buffer {
-  const b = Buffer.alloc(2);
+  const b = Buffer.allocUnsafe(2);
   if (LE) b.writeUInt16LE(value);
   else b.writeUInt16BE(value);
   return b;
 }
 export function u32(value: number): Buffer {
-  const b = Buffer.alloc(4);
+  const b = Buffer.allocUnsafe(4);
   if (LE) b.writeUInt32LE(value >>> 0);
   else b.writeUInt32BE(value >>> 0);
   return b;
@@ -67,7 +69,7 @@ export function u8(value: number): Buffer {
   return Buffer.from([value & 0xff]);
 }
 export function be16(value: number): Buffer {
-  const b = Buffer.alloc(2);
+  const b = Buffer.allocUnsafe(2);
   b.writeUInt16BE(value);
   return b;
 }
@@ -101,26 +103,46 @@ export function attr(type: number, value: Buffer | Attr[]): Attr {
   return { type, value };
 }
 
-export function encodeAttrs(attrs: readonly Attr[]): Buffer {
-  const parts: Buffer[] = [];
+function attrsLength(attrs: readonly Attr[]): number {
+  let n = 0;
+  for (const a of attrs) {
+    const payload = Array.isArray(a.value) ? attrsLength(a.value as Attr[]) : (a.value as Buffer).length;
+    const len = NLA_HDRLEN + payload;
+    if (len > 0xffff) throw new RangeError(`netlink attribute ${a.type} is too long (${len} bytes)`);
+    n += align4(len);
+  }
+  return n;
+}
+
+function writeAttrs(attrs: readonly Attr[], out: Buffer, start: number): number {
+  let off = start;
   for (const a of attrs) {
     const nested = Array.isArray(a.value);
-    const payload = nested ? encodeAttrs(a.value as Attr[]) : (a.value as Buffer);
     // Nested attributes carry NLA_F_NESTED, as libnl (ipvsadm, keepalived) sends them; the kernel takes both.
     const type = nested ? a.type | NLA_F_NESTED : a.type;
-    const len = NLA_HDRLEN + payload.length;
-    if (len > 0xffff) throw new RangeError(`netlink attribute ${a.type} is too long (${len} bytes)`);
-    const hdr = Buffer.alloc(NLA_HDRLEN);
+    let end: number;
+    if (nested) end = writeAttrs(a.value as Attr[], out, off + NLA_HDRLEN);
+    else end = off + NLA_HDRLEN + (a.value as Buffer).copy(out, off + NLA_HDRLEN);
+    const len = end - off;
     if (LE) {
-      hdr.writeUInt16LE(len, 0);
-      hdr.writeUInt16LE(type, 2);
+      out.writeUInt16LE(len, off);
+      out.writeUInt16LE(type, off + 2);
     } else {
-      hdr.writeUInt16BE(len, 0);
-      hdr.writeUInt16BE(type, 2);
+      out.writeUInt16BE(len, off);
+      out.writeUInt16BE(type, off + 2);
     }
-    parts.push(hdr, payload, Buffer.alloc(align4(len) - len));
+    // The buffer comes from the shared pool (not zeroed): write the padding.
+    for (let p = end; p < off + align4(len); p++) out[p] = 0;
+    off += align4(len);
   }
-  return Buffer.concat(parts);
+  return off;
+}
+
+/** TLV attributes, 4-byte aligned, written into one buffer (padding is zero). */
+export function encodeAttrs(attrs: readonly Attr[]): Buffer {
+  const out = Buffer.allocUnsafe(attrsLength(attrs));
+  writeAttrs(attrs, out, 0);
+  return out;
 }
 
 /**
@@ -174,6 +196,33 @@ export function encodeMsg(msg: NlMsg): Buffer {
   return out;
 }
 
+/** Several messages in one datagram, written into one buffer (what encodeMsg gives, concatenated). */
+export function encodeMsgs(msgs: readonly NlMsg[]): Buffer {
+  let total = 0;
+  for (const m of msgs) total += align4(NLMSG_HDRLEN + m.payload.length);
+  const out = Buffer.alloc(total);
+  let off = 0;
+  for (const m of msgs) {
+    const len = NLMSG_HDRLEN + m.payload.length;
+    if (LE) {
+      out.writeUInt32LE(len, off);
+      out.writeUInt16LE(m.type, off + 4);
+      out.writeUInt16LE(m.flags, off + 6);
+      out.writeUInt32LE(m.seq >>> 0, off + 8);
+      out.writeUInt32LE(m.pid >>> 0, off + 12);
+    } else {
+      out.writeUInt32BE(len, off);
+      out.writeUInt16BE(m.type, off + 4);
+      out.writeUInt16BE(m.flags, off + 6);
+      out.writeUInt32BE(m.seq >>> 0, off + 8);
+      out.writeUInt32BE(m.pid >>> 0, off + 12);
+    }
+    m.payload.copy(out, off + NLMSG_HDRLEN);
+    off += align4(len);
+  }
+  return out;
+}
+
 /** Splits one received datagram into messages (strict bounds, see parseAttrs). */
 export function parseMsgs(buf: Buffer): NlMsg[] {
   const out: NlMsg[] = [];
@@ -213,7 +262,13 @@ export function parseDonePayload(payload: Buffer): number {
 // ---- generic netlink header ---------------------------------------------------------------------------------
 
 export function genlPayload(cmd: number, version: number, attrs: readonly Attr[]): Buffer {
-  return Buffer.concat([Buffer.from([cmd, version, 0, 0]), encodeAttrs(attrs)]);
+  const out = Buffer.allocUnsafe(GENL_HDRLEN + attrsLength(attrs));
+  out[0] = cmd;
+  out[1] = version;
+  out[2] = 0;
+  out[3] = 0;
+  writeAttrs(attrs, out, GENL_HDRLEN);
+  return out;
 }
 
 export function parseGenl(payload: Buffer): { cmd: number; version: number; attrs: Buffer } {

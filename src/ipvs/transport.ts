@@ -8,7 +8,7 @@
 // requires for dumps (one dump per socket).
 import { RawNetlinkSocket } from 'netlink';
 import { NetlinkTransportError } from './errors.js';
-import { encodeMsg, NlFlags, NlMsgType, parseDonePayload, parseErrorPayload, parseMsgs, type NlMsg } from './netlink.js';
+import { encodeMsgs, NlFlags, NlMsgType, parseDonePayload, parseErrorPayload, parseMsgs, type NlMsg } from './netlink.js';
 
 export interface TransportOptions {
   /** NETLINK_GENERIC (16) or NETLINK_ROUTE (0). */
@@ -133,21 +133,29 @@ export class NetlinkTransport {
    * so when the last one is acknowledged every earlier one without an error report has succeeded. Returns one
    * errno per request (0 = done).
    */
-  batch(msgs: readonly OutboundMsg[]): Promise<number[]> {
+  batch(msgs: readonly OutboundMsg[]): Promise<number[]>;
+  /** The same for `count` messages produced on demand, so that a caller holding 100,000 payloads in one
+   * buffer does not need 100,000 message objects alive at once. */
+  batch(count: number, msgAt: (i: number) => OutboundMsg): Promise<number[]>;
+  batch(msgsOrCount: readonly OutboundMsg[] | number, msgAt?: (i: number) => OutboundMsg): Promise<number[]> {
+    const count = typeof msgsOrCount === 'number' ? msgsOrCount : msgsOrCount.length;
+    const at = typeof msgsOrCount === 'number' ? msgAt! : (i: number) => msgsOrCount[i]!;
     return this.serialize(async () => {
       const results: number[] = [];
       let i = 0;
-      while (i < msgs.length) {
+      while (i < count) {
+        const chunk: OutboundMsg[] = [];
         let bytes = 0;
-        let j = i;
-        while (j < msgs.length && j - i < this.maxBatch && (j === i || bytes + msgs[j]!.payload.length + 16 <= this.maxBatchBytes)) {
-          bytes += msgs[j]!.payload.length + 16;
-          j++;
+        while (i + chunk.length < count && chunk.length < this.maxBatch) {
+          const m = at(i + chunk.length);
+          if (chunk.length > 0 && bytes + m.payload.length + 16 > this.maxBatchBytes) break;
+          bytes += m.payload.length + 16;
+          chunk.push(m);
         }
-        const chunk = msgs.slice(i, j).map((m, k) => ({ ...m, flags: k === j - i - 1 ? m.flags | NlFlags.ACK : m.flags & ~NlFlags.ACK }));
-        const r = await this.exchange(chunk, 'batch');
+        const last = chunk.length - 1;
+        const r = await this.exchange(chunk.map((m, k) => ({ ...m, flags: k === last ? m.flags | NlFlags.ACK : m.flags & ~NlFlags.ACK })), 'batch');
         results.push(...r.errnos);
-        i = j;
+        i += chunk.length;
       }
       return results;
     });
@@ -243,12 +251,12 @@ export class NetlinkTransport {
       };
       for (const s of seqs) this.bySeq.set(s, op);
       this.current = op;
-      const frames = msgs.map((m, k) => encodeMsg({ type: m.type, flags: m.flags | NlFlags.REQUEST, seq: seqs[k]!, pid: this.port, payload: m.payload }));
+      const datagram = encodeMsgs(msgs.map((m, k) => ({ type: m.type, flags: m.flags | NlFlags.REQUEST, seq: seqs[k]!, pid: this.port, payload: m.payload })));
       this.sock.ref();
       arm();
       this.counters.sendmsg++;
-      this.counters.messagesSent += frames.length;
-      this.sock.send(frames.length === 1 ? frames[0]! : Buffer.concat(frames), { port: 0 }, (err) => {
+      this.counters.messagesSent += msgs.length;
+      this.sock.send(datagram, { port: 0 }, (err) => {
         if (err) finish(new NetlinkTransportError(err.code ?? 'ESEND', `netlink ${kind}: sendmsg failed: ${err.message}`));
       });
     });

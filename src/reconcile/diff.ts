@@ -1,7 +1,7 @@
 // The minimal ordered set of kernel operations that turns `actual` into `desired`, touching only what we
 // own. SET in place wherever IPVS allows it (scheduler, flags, persistence, weight, forwarding), because a
 // delete-and-add would drop the connections of that service or destination.
-import type { DesiredVirtualService } from '../model/types.js';
+import type { DesiredRealServer, DesiredVirtualService } from '../model/types.js';
 import type { KernelDestination, KernelService, Operation } from './types.js';
 
 export function toKernelService(v: DesiredVirtualService): KernelService {
@@ -18,12 +18,18 @@ export function toKernelService(v: DesiredVirtualService): KernelService {
   };
 }
 
-const destKey = (d: KernelDestination) => (d.address.includes(':') ? `[${d.address}]:${d.port}` : `${d.address}:${d.port}`);
+const destKey = (d: { address: string; port: number }) => (d.address.includes(':') ? `[${d.address}]:${d.port}` : `${d.address}:${d.port}`);
+
+function sameFlags(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 function serviceChanges(want: KernelService, have: KernelService): string[] {
   const changed: string[] = [];
   if (want.scheduler !== have.scheduler) changed.push('scheduler');
-  if ([...want.schedulerFlags].sort().join(',') !== [...have.schedulerFlags].sort().join(',')) changed.push('schedulerFlags');
+  if (!sameFlags([...want.schedulerFlags].sort(), [...have.schedulerFlags].sort())) changed.push('schedulerFlags');
   if (want.persistenceTimeoutSeconds !== have.persistenceTimeoutSeconds) changed.push('persistence');
   return changed;
 }
@@ -35,9 +41,84 @@ function destinationChanges(want: KernelDestination, have: KernelDestination): s
   return changed;
 }
 
+const sameDest = (a: KernelDestination, b: KernelDestination): boolean =>
+  a.port === b.port && a.address === b.address && a.weight === b.weight && a.forwarding === b.forwarding;
+
+/** Same destinations regardless of order, without allocating in the common cases: the kernel lists them newest
+ * first, so a table programmed in desired order reads back reversed. */
+function sameDestinations(a: readonly KernelDestination[], b: readonly KernelDestination[]): boolean {
+  const n = a.length;
+  if (n !== b.length) return false;
+  let i = 0;
+  while (i < n && sameDest(a[i]!, b[i]!)) i++;
+  if (i === n) return true;
+  i = 0;
+  while (i < n && sameDest(a[i]!, b[n - 1 - i]!)) i++;
+  if (i === n) return true;
+  const byKey = new Map(b.map((d) => [destKey(d), d]));
+  if (byKey.size !== n) return false;
+  for (const d of a) {
+    const o = byKey.get(destKey(d));
+    if (!o || !sameDest(d, o)) return false;
+  }
+  return true;
+}
+
+/** Whether two views of a virtual service would need no operation between them. Flags are compared sorted
+ * (both sides keep them sorted: toKernelService and fromKernel). */
+export function sameService(a: KernelService, b: KernelService): boolean {
+  return a.scheduler === b.scheduler && a.persistenceTimeoutSeconds === b.persistenceTimeoutSeconds && sameFlags(a.schedulerFlags, b.schedulerFlags) && sameDestinations(a.destinations, b.destinations);
+}
+
+function sameAsRealServer(r: DesiredRealServer, d: KernelDestination, forwarding: string): boolean {
+  return r.port === d.port && r.address === d.address && r.weight === d.weight && forwarding === d.forwarding;
+}
+
+/** Whether the kernel's view of a virtual service already is what the model wants, compared without building
+ * the kernel form of the desired one (the daemon hands over a new desired list on every change). */
+export function matchesKernel(v: DesiredVirtualService, h: KernelService): boolean {
+  if (v.scheduler !== h.scheduler || v.persistenceTimeoutSeconds !== h.persistenceTimeoutSeconds) return false;
+  if (v.schedulerFlags.length !== h.schedulerFlags.length || v.schedulerFlags.some((f) => !h.schedulerFlags.includes(f))) return false;
+  const rs = v.realServers;
+  const ds = h.destinations;
+  const n = rs.length;
+  if (n !== ds.length) return false;
+  let i = 0;
+  while (i < n && sameAsRealServer(rs[i]!, ds[i]!, v.forwarding)) i++;
+  if (i === n) return true;
+  i = 0;
+  while (i < n && sameAsRealServer(rs[i]!, ds[n - 1 - i]!, v.forwarding)) i++;
+  if (i === n) return true;
+  const byKey = new Map(ds.map((d) => [destKey(d), d]));
+  if (byKey.size !== n) return false;
+  for (const r of rs) {
+    const d = byKey.get(destKey(r));
+    if (!d || !sameAsRealServer(r, d, v.forwarding)) return false;
+  }
+  return true;
+}
+
+/**
+ * The desired services that differ from the kernel, in kernel form, and the keys of all desired services:
+ * what diff() needs when most of a large table is unchanged.
+ */
+export function changedServices(desired: readonly DesiredVirtualService[], kernel: ReadonlyMap<string, KernelService>): { changed: KernelService[]; keys: Set<string> } {
+  const changed: KernelService[] = [];
+  const keys = new Set<string>();
+  for (const v of desired) {
+    keys.add(v.key);
+    const h = kernel.get(v.key);
+    if (!h || !matchesKernel(v, h)) changed.push(toKernelService(v));
+  }
+  return { changed, keys };
+}
+
 export interface DiffInput {
   desired: readonly KernelService[];
-  actual: readonly KernelService[];
+  /** Keys of every desired service when `desired` holds only the changed ones (see changedServices). */
+  desiredKeys?: ReadonlySet<string>;
+  /** The kernel's table, as a list or keyed by KernelService.key. */
+  actual: readonly KernelService[] | ReadonlyMap<string, KernelService>;
   /** Kernel services we created (recorded) or whose VIP we allocated; anything else is foreign and untouched. */
   owned: (key: string) => boolean;
 }
@@ -45,23 +126,26 @@ export interface DiffInput {
 /**
  * Order: new and changed services first (destinations need their service), then destination additions and
  * changes, then destination removals, then service removals (which take their destinations with them, so
- * those are not removed one by one).
+ * those are not removed one by one). Unchanged services cost one lookup and a comparison, no allocation: a
+ * no-op pass over 10,000 services is the common case.
  */
-export function diff({ desired, actual, owned }: DiffInput): Operation[] {
-  const have = new Map(actual.map((s) => [s.key, s]));
-  const want = new Map(desired.map((s) => [s.key, s]));
+export function diff({ desired, desiredKeys, actual, owned }: DiffInput): Operation[] {
+  const have: ReadonlyMap<string, KernelService> = Array.isArray(actual) ? new Map(actual.map((s) => [s.key, s])) : (actual as ReadonlyMap<string, KernelService>);
+  const want = new Set<string>();
   const services: Operation[] = [];
   const addDest: Operation[] = [];
   const delDest: Operation[] = [];
   const delSvc: Operation[] = [];
 
   for (const w of desired) {
+    want.add(w.key);
     const h = have.get(w.key);
     if (!h) {
       services.push({ op: 'add-service', service: w });
       for (const d of w.destinations) addDest.push({ op: 'add-destination', service: w, destination: d });
       continue;
     }
+    if (sameService(w, h)) continue;
     const changed = serviceChanges(w, h);
     if (changed.length > 0) services.push({ op: 'update-service', service: w, changed });
     const haveDests = new Map(h.destinations.map((d) => [destKey(d), d]));
@@ -78,8 +162,9 @@ export function diff({ desired, actual, owned }: DiffInput): Operation[] {
       if (!wantDests.has(destKey(hd))) delDest.push({ op: 'delete-destination', service: w, destination: hd });
     }
   }
-  for (const h of actual) {
-    if (!want.has(h.key) && owned(h.key)) delSvc.push({ op: 'delete-service', service: h });
+  const wanted = desiredKeys ?? want;
+  for (const h of have.values()) {
+    if (!wanted.has(h.key) && owned(h.key)) delSvc.push({ op: 'delete-service', service: h });
   }
   return [...services, ...addDest, ...delDest, ...delSvc];
 }

@@ -1,8 +1,8 @@
 // Translation between the IPVS client's objects and the reconciler's comparison shape. Pure, so the exact
 // round trip (what we program reads back equal, hence a restart makes zero writes) is unit-tested.
 import type { Forwarding } from '../config/types.js';
-import type { IpvsOp, ServiceWithDests } from '../ipvs/index.js';
-import type { AddressServiceKey, SchedulerFlag, ServiceSpec } from '../ipvs/types.js';
+import type { IpvsOp } from '../ipvs/index.js';
+import type { AddressServiceKey, Destination, SchedulerFlag, Service, ServiceSpec } from '../ipvs/types.js';
 import { virtualServiceKey, type Protocol } from '../model/types.js';
 import type { KernelService, Operation } from './types.js';
 
@@ -16,8 +16,14 @@ export const flagName = (scheduler: string, f: SchedulerFlag): string => FLAG_NA
 
 const upper = (p: string): Protocol => p.toUpperCase() as Protocol;
 
+/** What fromKernel needs of a dumped service: IpvsClient.table() and snapshot() entries both qualify. */
+export interface DumpedService {
+  service: Pick<Service, 'family' | 'protocol' | 'address' | 'port' | 'fwmark' | 'scheduler' | 'schedulerFlags' | 'persistence'>;
+  destinations: ReadonlyArray<Pick<Destination, 'address' | 'port' | 'weight' | 'forwarding'>>;
+}
+
 /** A dumped service in comparison form; undefined for fwmark services (never ours). */
-export function fromKernel(s: ServiceWithDests): KernelService | undefined {
+export function fromKernel(s: DumpedService): KernelService | undefined {
   const svc = s.service;
   if (svc.fwmark || svc.address === undefined || svc.protocol === undefined) return undefined;
   return {

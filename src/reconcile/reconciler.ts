@@ -1,16 +1,22 @@
-// Keeps the kernel's IPVS table equal to the desired state: dump, diff, apply the minimal operations in one
-// batched netlink exchange, record what we own. Updates arriving within the coalescing window are applied in
-// one pass; a periodic resync repairs out-of-band edits (someone ran `ipvsadm -D`) and reports them.
+// Keeps the kernel's IPVS table equal to the desired state: diff, apply the minimal operations in one batched
+// netlink exchange, record what we own. Two kinds of pass:
+// - a resync reads the whole kernel table (start-up, the periodic resync, an explicit reconcile), so that
+//   out-of-band edits (someone ran `ipvsadm -D`) are repaired, and reports what it found changed;
+// - an update pass (a desired-state change, coalesced over `coalesceMs`) diffs against the table as the last
+//   passes left it, so one new Service costs its own operations and not a read of 10,000 services.
+// Any failed operation or transport error drops that remembered table: the next pass reads the kernel again,
+// and an update pass with failures is followed at once by a resync.
+import { performance } from 'node:perf_hooks';
 import type { IpvsClient } from '../ipvs/index.js';
 import type { DesiredVirtualService } from '../model/types.js';
 import type { Logger } from '../util/log.js';
-import { diff, toKernelService } from './diff.js';
+import { changedServices, diff, sameService } from './diff.js';
 import { fromKernel, toIpvsOp } from './kernel-map.js';
 import type { OwnedServices } from './ownership.js';
-import type { KernelService, Operation } from './types.js';
+import type { KernelDestination, KernelService, Operation } from './types.js';
 
 export interface ReconcilerOptions {
-  client: Pick<IpvsClient, 'snapshot' | 'apply'>;
+  client: Pick<IpvsClient, 'table' | 'apply'>;
   owned: OwnedServices;
   log: Logger;
   coalesceMs: number;
@@ -22,64 +28,131 @@ export interface PassReport {
   operations: number;
   errors: number;
   durationMs: number;
+  /** The pass read the kernel's table (a resync); false when it diffed against the remembered table. */
+  kernelRead: boolean;
+  /** Time spent reading the kernel's table (0 when not read). */
+  readMs: number;
   /** Operations by kind, e.g. { 'add-service': 1, 'update-destination': 2 }. */
   byKind: Record<string, number>;
   errorMessages: string[];
+  /** Owned virtual services a resync found different from what ipvs-lb had programmed (changed outside
+   * ipvs-lb), repaired by this pass. */
+  drifted: string[];
 }
 
+export interface ReconcilerTotals {
+  passes: number;
+  kernelReads: number;
+  operations: number;
+  errors: number;
+  drifted: number;
+}
+
+interface Waiter {
+  resolve: (r: PassReport) => void;
+  reject: (e: unknown) => void;
+}
+
+const copyService = (s: KernelService): KernelService => ({ ...s, schedulerFlags: [...s.schedulerFlags], destinations: s.destinations.map((d) => ({ ...d })) });
+const sameDestKey = (a: KernelDestination, b: KernelDestination) => a.address === b.address && a.port === b.port;
+
 export class Reconciler {
-  private desired: DesiredVirtualService[] = [];
+  private desired: readonly DesiredVirtualService[] = [];
   private vips = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
-  private running: Promise<PassReport> | undefined;
-  private rerun = false;
+  /** The kernel's table as the last read and the operations since left it; undefined: read before diffing. */
+  private kernel: Map<string, KernelService> | undefined;
+  private queued: { read: boolean; waiters: Waiter[] } | undefined;
+  private draining: Promise<void> | undefined;
+  private stopped = false;
   passes = 0;
   lastReport: PassReport | undefined;
-  lastActual: KernelService[] = [];
+  readonly totals: ReconcilerTotals = { passes: 0, kernelReads: 0, operations: 0, errors: 0, drifted: 0 };
 
   constructor(private readonly o: ReconcilerOptions) {}
 
-  /** The latest desired state and the VIPs we allocated (their services are ours even if not recorded). */
-  update(desired: DesiredVirtualService[], allocatedVips: Iterable<string>): void {
+  /** The latest desired state and the VIPs we allocated (their services are ours even if not recorded). The
+   * change is applied by an update pass after the coalescing window. */
+  update(desired: readonly DesiredVirtualService[], allocatedVips: Iterable<string>): void {
     this.desired = desired;
     this.vips = new Set(allocatedVips);
-    if (this.timer) return;
+    if (this.timer || this.stopped) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      void this.reconcileNow().catch((err) => this.o.log.error({ err: (err as Error).message }, 'reconcile failed'));
+      this.reconcileNow({ read: false }).catch((err) => this.o.log.error({ err: (err as Error).message }, 'reconcile failed'));
     }, this.o.coalesceMs);
+    // Pending work alone does not keep a process alive (the daemon has its sockets and timers for that).
+    this.timer.unref();
   }
 
-  /** Runs a pass now; a pass already running is followed by exactly one more. */
-  async reconcileNow(): Promise<PassReport> {
-    if (this.running) {
-      this.rerun = true;
-      return this.running;
-    }
-    this.running = this.pass();
-    try {
-      return await this.running;
-    } finally {
-      this.running = undefined;
-      if (this.rerun) {
-        this.rerun = false;
-        void this.reconcileNow();
+  /**
+   * Runs a pass: a resync (reads the kernel) unless `read: false`. A call while a pass runs is served by one
+   * following pass shared by every such caller (a resync if any of them asked for one), so each caller's
+   * answer reflects the desired state as it was when it called.
+   */
+  reconcileNow(opts: { read?: boolean } = {}): Promise<PassReport> {
+    return new Promise((resolve, reject) => {
+      const q = (this.queued ??= { read: false, waiters: [] });
+      q.read ||= opts.read ?? true;
+      q.waiters.push({ resolve, reject });
+      this.draining ??= this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queued) {
+      const q = this.queued;
+      this.queued = undefined;
+      try {
+        const r = await this.pass(q.read);
+        for (const w of q.waiters) w.resolve(r);
+        // Failures against the remembered table mean it was wrong: repair from a fresh read right away.
+        if (!r.kernelRead && r.errors > 0) this.queued ??= { read: true, waiters: [] };
+      } catch (err) {
+        for (const w of q.waiters) w.reject(err);
       }
     }
+    this.draining = undefined;
   }
 
-  private async pass(): Promise<PassReport> {
+  private isOwned = (key: string): boolean => this.o.owned.has(key) || this.vips.has(vipOfKey(key));
+
+  /** Reads the kernel's table in comparison form, keyed. */
+  private async readKernel(): Promise<Map<string, KernelService>> {
+    const table = await this.o.client.table();
+    const out = new Map<string, KernelService>();
+    for (const e of table) {
+      const k = fromKernel(e);
+      if (k) out.set(k.key, k);
+    }
+    return out;
+  }
+
+  private async pass(read: boolean): Promise<PassReport> {
     const t0 = performance.now();
-    const snapshot = await this.o.client.snapshot();
-    const actual = snapshot.map(fromKernel).filter((s): s is KernelService => s !== undefined);
-    this.lastActual = actual;
-    const desired = this.desired.map(toKernelService);
-    const owned = (key: string) => this.o.owned.has(key) || this.vips.has(vipOfKey(key));
-    const ops = diff({ desired, actual, owned });
-    const report: PassReport = { operations: ops.length, errors: 0, durationMs: 0, byKind: {}, errorMessages: [] };
+    const report: PassReport = { operations: 0, errors: 0, durationMs: 0, kernelRead: false, readMs: 0, byKind: {}, errorMessages: [], drifted: [] };
+    if (read || !this.kernel) {
+      const remembered = this.kernel;
+      this.kernel = undefined;
+      const fresh = await this.readKernel();
+      report.kernelRead = true;
+      report.readMs = round(performance.now() - t0);
+      if (remembered) report.drifted = driftedKeys(remembered, fresh, this.isOwned);
+      this.kernel = fresh;
+    }
+    const kernel = this.kernel!;
+    const { changed, keys } = changedServices(this.desired, kernel);
+    const ops = diff({ desired: changed, desiredKeys: keys, actual: kernel, owned: this.isOwned });
+    report.operations = ops.length;
     if (ops.length > 0) {
-      // Out-of-band edits show up as operations on a pass that had nothing new to apply: say so.
-      const results = await this.o.client.apply(ops.map(toIpvsOp));
+      let results;
+      try {
+        results = await this.o.client.apply(ops.map(toIpvsOp));
+      } catch (err) {
+        // The outcome is unknown (overrun, timeout): read the kernel before the next diff.
+        this.kernel = undefined;
+        throw err;
+      }
       const added: string[] = [];
       const removed: string[] = [];
       results.forEach((r, i) => {
@@ -90,28 +163,88 @@ export class Reconciler {
           report.errorMessages.push(r.error.message);
           return;
         }
+        remember(kernel, op);
         if (op.op === 'add-service' || op.op === 'update-service') added.push(op.service.key);
         if (op.op === 'delete-service') removed.push(op.service.key);
       });
+      if (report.errors > 0) this.kernel = undefined;
       this.o.owned.update(added, removed);
-      if (report.errors > 0) this.o.log.error({ errors: report.errorMessages.slice(0, 10), count: report.errors }, 'some kernel operations failed; the next pass retries them');
-      this.o.log.info({ operations: ops.length, byKind: report.byKind }, 'kernel reconciled');
+      if (report.errors > 0) this.o.log.error({ errors: report.errorMessages.slice(0, 10), count: report.errors }, 'some kernel operations failed; a resync follows');
+      this.o.log.info({ operations: ops.length, byKind: report.byKind, kernelRead: report.kernelRead }, 'kernel reconciled');
     }
-    report.durationMs = Math.round((performance.now() - t0) * 100) / 100;
+    if (report.drifted.length > 0) {
+      this.o.log.warn({ services: report.drifted.slice(0, 20), count: report.drifted.length }, 'owned IPVS services were changed outside ipvs-lb; restored');
+    }
+    report.durationMs = round(performance.now() - t0);
     this.passes++;
+    this.totals.passes++;
+    if (report.kernelRead) this.totals.kernelReads++;
+    this.totals.operations += report.operations;
+    this.totals.errors += report.errors;
+    this.totals.drifted += report.drifted.length;
     this.lastReport = report;
     this.o.onPass?.(report);
     return report;
   }
 
-  /** The operations a pass would make now, without making them (tests, `doctor`). */
+  /** The operations a resync would make now, without making them (tests, `doctor`). */
   async plan(): Promise<Operation[]> {
-    const actual = (await this.o.client.snapshot()).map(fromKernel).filter((s): s is KernelService => s !== undefined);
-    return diff({ desired: this.desired.map(toKernelService), actual, owned: (k) => this.o.owned.has(k) || this.vips.has(vipOfKey(k)) });
+    const kernel = await this.readKernel();
+    const { changed, keys } = changedServices(this.desired, kernel);
+    return diff({ desired: changed, desiredKeys: keys, actual: kernel, owned: this.isOwned });
   }
 
+  /** Cancels a pending update pass; a pass already running finishes. */
   stop(): void {
+    this.stopped = true;
     clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+const round = (ms: number): number => Math.round(ms * 100) / 100;
+
+/** Keys of owned services that differ between what we remembered and what the kernel holds. */
+function driftedKeys(remembered: ReadonlyMap<string, KernelService>, fresh: ReadonlyMap<string, KernelService>, owned: (key: string) => boolean): string[] {
+  const out: string[] = [];
+  for (const [key, a] of remembered) {
+    if (!owned(key)) continue;
+    const b = fresh.get(key);
+    if (!b || !sameService(a, b)) out.push(key);
+  }
+  for (const key of fresh.keys()) if (!remembered.has(key) && owned(key)) out.push(key);
+  return out.sort();
+}
+
+/** Updates the remembered table with an operation the kernel accepted. */
+function remember(kernel: Map<string, KernelService>, op: Operation): void {
+  const key = op.service.key;
+  switch (op.op) {
+    case 'add-service':
+      kernel.set(key, { ...copyService(op.service), destinations: [] });
+      return;
+    case 'update-service': {
+      const s = kernel.get(key);
+      if (s) kernel.set(key, { ...copyService(op.service), destinations: s.destinations });
+      return;
+    }
+    case 'delete-service':
+      kernel.delete(key);
+      return;
+    case 'add-destination':
+    case 'update-destination': {
+      const s = kernel.get(key);
+      if (!s) return;
+      const i = s.destinations.findIndex((d) => sameDestKey(d, op.destination));
+      if (i >= 0) s.destinations[i] = { ...op.destination };
+      else s.destinations.push({ ...op.destination });
+      return;
+    }
+    case 'delete-destination': {
+      const s = kernel.get(key);
+      if (s) s.destinations = s.destinations.filter((d) => !sameDestKey(d, op.destination));
+      return;
+    }
   }
 }
 

@@ -56,6 +56,15 @@ export class LeaderElector {
     this.loop ??= this.run();
   }
 
+  /**
+   * Leadership as of this moment, for a decision about to be made: the step-down timer alone is not enough,
+   * because a process that was frozen (a stalled VM, SIGSTOP, a long GC) runs its pending work before its
+   * timers when it wakes, and would allocate on a Lease a peer may have taken meanwhile.
+   */
+  leadsNow(): boolean {
+    return this.status.leader && this.status.lastRenewAt !== undefined && this.now() - this.status.lastRenewAt < this.o.renewDeadlineSeconds * 1000;
+  }
+
   /** Stops campaigning; a leader releases the Lease so a peer takes over without waiting for expiry. */
   async stop(): Promise<void> {
     this.stopped = true;

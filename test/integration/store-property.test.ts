@@ -16,7 +16,7 @@ import fc from 'fast-check';
 import type { PoolConfig } from '../../src/config/types.js';
 import { type Family, formatIp } from '../../src/ipam/address.js';
 import { orderPools, poolAllows } from '../../src/ipam/pools.js';
-import { isBuggyIPv4 } from '../../src/ipam/range.js';
+import { isBuggyIPv4, isSubnetRouterAnycast } from '../../src/ipam/range.js';
 import type { Allocation, Change, ServiceRequest } from '../../src/ipam/types.js';
 import { DurableIpam } from '../../src/store/allocator.js';
 import { poolsFrom, svc, type SvcOpts } from '../unit/ipam-fixtures.js';
@@ -124,7 +124,7 @@ function naiveLowest(pools: PoolConfig[], req: ServiceRequest, family: Family, t
     const ranges = p.addresses.filter((r) => r.family === family).sort((a, b) => (a.first < b.first ? -1 : 1));
     for (const r of ranges) {
       for (let v = r.first; v <= r.last; v++) {
-        if (p.avoidBuggyIPs && isBuggyIPv4(family, v)) continue;
+        if ((p.avoidBuggyIPs && isBuggyIPv4(family, v)) || isSubnetRouterAnycast(r, v)) continue;
         const text = formatIp({ family, value: v });
         if (!taken.has(text)) return text;
       }

@@ -58,7 +58,7 @@ describe('ledger', () => {
     const path = fresh();
     const d = DurableIpam.open({ path, host: 'lb-a', pools, quarantineSeconds: 60, now: T0 });
     const [x] = d.ensure([svc('x', { ns: 'web', name: 'front', policy: 'RequireDualStack', ports: [80, 443] })], { now: T0, term: 3 });
-    assert.deepEqual(x!.allocations.map((a) => a.address), ['192.0.2.1', '2001:db8::']);
+    assert.deepEqual(x!.allocations.map((a) => a.address), ['192.0.2.1', '2001:db8::1']);
     d.ensure([svc('y')], { now: T0, term: 3 });
     d.release([{ uid: 'y', reason: 'Deleted' }], { now: T0 + 5, term: 4 });
     d.close();
@@ -67,14 +67,14 @@ describe('ledger', () => {
     try {
       assert.deepEqual(again.ipam.allocationsOf('x').map((a) => [a.address, a.pool, a.ports.join(','), a.namespace, a.name]), [
         ['192.0.2.1', 'p', 'TCP/443,TCP/80', 'web', 'front'],
-        ['2001:db8::', 'p', 'TCP/443,TCP/80', 'web', 'front'],
+        ['2001:db8::1', 'p', 'TCP/443,TCP/80', 'web', 'front'],
       ]);
       assert.ok(again.ipam.isQuarantined(4, parseIp('192.0.2.2')!.value), 'the quarantine survives the restart');
       const log = again.ledger.audit();
       assert.deepEqual(log.slice(0, 4).map((r) => [r.action, r.reason, r.address, r.host, r.term]), [
         ['release', 'Deleted', '192.0.2.2', 'lb-a', 4],
         ['allocate', 'Allocated', '192.0.2.2', 'lb-a', 3],
-        ['allocate', 'Allocated', '2001:db8::', 'lb-a', 3],
+        ['allocate', 'Allocated', '2001:db8::1', 'lb-a', 3],
         ['allocate', 'Allocated', '192.0.2.1', 'lb-a', 3],
       ]);
       // Same pools: no second snapshot.
@@ -84,7 +84,7 @@ describe('ledger', () => {
     addresses: [192.0.2.0/25]
 `), { quarantineSeconds: 60 }, { now: T0 + 20, term: 4 });
       assert.equal(again.ledger.poolSnapshots().length, 2);
-      assert.deepEqual([...again.ipam.orphans().get('p')!].map((o) => o.address), ['2001:db8::']);
+      assert.deepEqual([...again.ipam.orphans().get('p')!].map((o) => o.address), ['2001:db8::1']);
     } finally {
       again.close();
     }

@@ -223,6 +223,28 @@ describe('watcher parts against the API simulator', { timeout: 180_000 }, () => 
       sim.delete('coordination.k8s.io/v1', 'Lease', 'watcher-test', 'ipvs-lb');
     });
 
+    it('a holder that wakes from a freeze past its renew deadline does not decide as leader before its timers run', async () => {
+      const { log } = capturingLogger();
+      const record: string[] = [];
+      let frozenMs = 0;
+      const a = new LeaderElector({
+        api: clients.coordination, namespace: 'ipvs-lb', name: 'watcher-freeze', identity: 'lb-a', durationSeconds: 6, renewDeadlineSeconds: 2, retryPeriodSeconds: 1, limiter: clients.limiter, log,
+        onStartedLeading: () => record.push('leads'), onStoppedLeading: () => record.push('stops'), now: () => Date.now() + frozenMs,
+      });
+      cleanups.push(() => a.stop());
+      a.start();
+      await waitFor('a leads', () => a.status.leader);
+      assert.equal(a.leadsNow(), true);
+      // The clock jumps as after a stalled VM: the step-down timer has not run yet, so status still says leader,
+      // and the work queued before the freeze runs first. It must not count as the allocator.
+      frozenMs = 5000;
+      assert.equal(a.status.leader, true);
+      assert.equal(a.leadsNow(), false);
+      frozenMs = 0;
+      await a.stop();
+      sim.delete('coordination.k8s.io/v1', 'Lease', 'watcher-freeze', 'ipvs-lb');
+    });
+
     it('a holder cut off from the API steps down before the other can take over, and stays a follower after', async () => {
       const proxy = await TcpProxy.start({ host: '127.0.0.1', port: sim.port });
       cleanups.push(() => proxy.close());

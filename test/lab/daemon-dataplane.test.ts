@@ -1,7 +1,7 @@
 // The real daemon on a real IPVS kernel (the UML guest): a Service applied with kubectl gets a VIP, the
 // daemon binds it and programs IPVS by direct routing to the three nodes, and a client's requests reach
 // every node with its own address intact. Then the reconciler's promises: an unchanged restart makes zero
-// kernel writes, a destination deleted by hand comes back, a foreign IPVS service stays untouched, and a
+// kernel writes, a destination deleted by hand comes back by itself, a foreign IPVS service stays untouched, and a
 // deleted Service leaves neither virtual service nor VIP behind.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -97,15 +97,15 @@ describe('lab: the daemon programs real IPVS and binds the VIP', { timeout: 300_
     for (const a of answers) assert.equal(a.client, '203.0.113.10');
   });
 
-  it('repairs a destination deleted by hand and leaves a foreign service alone', async () => {
+  it('the periodic resync restores a destination deleted by hand, says so, and leaves a foreign service alone', async () => {
     await vm.run(['ipvsadm', '-A', '-t', '203.0.113.99:22', '-s', 'wlc'], { ns: 'lb1' });
     await vm.run(['ipvsadm', '-d', '-t', `${VIP}:80`, '-r', '198.51.100.12:80'], { ns: 'lb1' });
-    assert.doesNotMatch(await ipvs(), /198\.51\.100\.12:80/);
-    const r = await api('/api/v1/reconcile', 'POST');
-    assert.equal(r.errors, 0);
-    const table = await ipvs();
-    assert.match(table, /198\.51\.100\.12:80\s+Route/);
+    // No request to the daemon: the resync every 2 s (reconcile.resyncSeconds) finds and repairs it.
+    const table = await until('the destination back', async () => ((await ipvs()).match(/198\.51\.100\.12:80\s+Route/) ? ipvs() : undefined));
     assert.match(table, /TCP\s+203\.0\.113\.99:22 wlc/);
+    await until('the drift reported', async () => (/"services":\["TCP\/192\.0\.2\.1:80"\].*changed outside ipvs-lb; restored/.test(daemon.log()) ? true : undefined));
+    const metrics = (await vm.run(['curl', '-sS', 'http://127.0.0.1:9742/metrics'], { ns: 'lb1' })).stdout;
+    assert.match(metrics, /^ipvs_lb_reconcile_drift_total 1$/m);
   });
 
   it('a restart with nothing changed makes zero kernel writes', async () => {

@@ -161,6 +161,40 @@ describe('IPVS client in the lab VM (ipvsadm as oracle)', { timeout: 600_000 }, 
     assert.deepEqual(c.service.schedulerFlags, ['flag-1', 'flag-2']);
     assert.deepEqual(c.destinations.map((d) => [d.address, d.forwarding, d.weight]), [['198.51.100.13', 'tun', 3]]);
     assert.equal(mine.find((x) => x.service.scheduler === 'mh')!.destinations[0]!.upperThreshold, 100);
+
+    // table(): one service dump plus /proc/net/ip_vs gives the same table as one dump per service (and as the
+    // netlink-only fallback), every family, forwarding method and the fwmark service included.
+    type T = { service: { address?: string; protocol?: string; port: number; fwmark: number; scheduler: string; schedulerFlags: string[]; persistence?: unknown }; destinations: { family: number; address: string; port: number; forwarding: string; weight: number }[] }[];
+    const [table, problem, overNetlink] = (await ok({ call: 'table' }, { call: 'procProblem' }, { call: 'tableOverNetlink' })) as [T, string | null, T];
+    assert.equal(problem, null, 'table() read /proc/net/ip_vs');
+    const norm = (t: T) => t.map((x) => ({
+      s: [x.service.protocol ?? `fwmark ${x.service.fwmark}`, x.service.address ?? '', x.service.port, x.service.scheduler, x.service.schedulerFlags.join(','), JSON.stringify(x.service.persistence ?? null)].join(' '),
+      d: x.destinations.map((d) => `${d.family} ${d.address} ${d.port} ${d.forwarding} ${d.weight}`).sort(),
+    })).sort((a, b) => (a.s < b.s ? -1 : 1));
+    assert.deepEqual(norm(table), norm(snap as unknown as T));
+    assert.deepEqual(norm(overNetlink), norm(table));
+    assert.equal(norm(table).length, 5);
+  });
+
+  it('table() stays complete when another namespace\'s services make /proc/net/ip_vs skip some', async () => {
+    const rules = (n: number, dest: string) => Array.from({ length: n }, (_, i) => `-A -u 192.0.2.${1 + (i % 200)}:${20000 + i} -s rr\n-a -u 192.0.2.${1 + (i % 200)}:${20000 + i} -r ${dest}:53 -g -w 1`).join('\n');
+    const other = await vm.exec(['bash', '-c', `set -e; ip netns add other; ip -n other link add v0 type veth peer name v1; ip -n other link set v0 up; ip -n other addr add 198.51.100.1/24 dev v0; ip netns exec other ipvsadm -R <<'EOF'\n${rules(300, '198.51.100.60')}\nEOF`], { timeoutMs: 120_000 });
+    assert.equal(other.code, 0, other.stderr);
+    try {
+      await vm.run(['ipvsadm', '-R'], { ns: NS, input: `${rules(300, '198.51.100.61')}\n`, timeoutMs: 120_000 });
+      const inFile = (await sh('grep -c "^UDP" /proc/net/ip_vs')).trim();
+      assert.ok(Number(inFile) < 301, `the file lists ${inFile} UDP services: the kernel quirk this guards against did not show`);
+      type T = { service: { protocol?: string; port: number }; destinations: { address: string }[] }[];
+      const [table, snap] = (await ok({ call: 'table' }, { call: 'snapshot' })) as [T, T];
+      const udp = (t: T) => t.filter((x) => x.service.protocol === 'udp' && x.service.port >= 20000).map((x) => `${x.service.port} ${x.destinations.map((d) => d.address).join(',')}`).sort();
+      assert.equal(udp(table).length, 300);
+      assert.deepEqual(udp(table), udp(snap));
+      assert.ok(udp(table).every((l) => l.endsWith(' 198.51.100.61')), 'only this namespace\'s destinations');
+    } finally {
+      await vm.exec('ip netns del other');
+      const del = Array.from({ length: 300 }, (_, i) => ({ op: 'delete-service', service: { address: `192.0.2.${1 + (i % 200)}`, protocol: 'udp', port: 20000 + i } }));
+      await ok({ call: 'apply', args: [del] });
+    }
   });
 
   it('kernel refusals come back with a code and the object named', async () => {

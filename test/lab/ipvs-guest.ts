@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { IpvsClient } from '../../src/ipvs/index.js';
 
 const allowed = new Set([
-  'info', 'timeouts', 'services', 'service', 'destinations', 'snapshot', 'addService', 'editService', 'deleteService',
+  'info', 'timeouts', 'services', 'service', 'destinations', 'snapshot', 'table', 'addService', 'editService', 'deleteService',
   'addDestination', 'editDestination', 'deleteDestination', 'apply', 'syncDaemons', 'startSyncDaemon', 'stopSyncDaemon', 'zero',
 ]);
 
@@ -18,6 +18,20 @@ try {
   for (const s of steps) {
     if (s.call === 'counters') {
       results.push({ ok: { ...client.counters } });
+      continue;
+    }
+    if (s.call === 'procProblem') {
+      results.push({ ok: client.procProblem ?? null });
+      continue;
+    }
+    if (s.call === 'tableOverNetlink') {
+      // The fallback path: a client that may not read /proc/net/ip_vs.
+      const other = await IpvsClient.open({ procPath: false });
+      try {
+        results.push({ ok: await other.table() });
+      } finally {
+        other.close();
+      }
       continue;
     }
     if (!allowed.has(s.call)) throw new Error(`ipvs-guest: unknown call ${s.call}`);

@@ -120,7 +120,7 @@ pools:
     assert.ok(r.ok);
     const s = summarizeConfig(r.config);
     assert.match(s, /v4: 257 addresses/);
-    assert.match(s, /v6: 18446744073709551616 addresses/);
+    assert.match(s, /v6: 18446744073709551615 addresses/);
   });
 });
 

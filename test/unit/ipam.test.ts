@@ -279,9 +279,9 @@ describe('dual-stack', () => {
 
   it('gives one address per family, primary first', () => {
     const ipam = new Ipam(both, { quarantineSeconds: 60 });
-    assert.deepEqual(ok(ipam.ensure(svc('a', { policy: 'RequireDualStack', ipFamilies: ['IPv6', 'IPv4'] }), T0)), ['2001:db8::', '192.0.2.0']);
-    assert.deepEqual(ok(ipam.ensure(svc('b', { policy: 'PreferDualStack', ipFamilies: ['IPv4'] }), T0)), ['192.0.2.1', '2001:db8::1']);
-    assert.deepEqual(ok(ipam.ensure(svc('c', { ipFamilies: ['IPv6'] }), T0)), ['2001:db8::2']);
+    assert.deepEqual(ok(ipam.ensure(svc('a', { policy: 'RequireDualStack', ipFamilies: ['IPv6', 'IPv4'] }), T0)), ['2001:db8::1', '192.0.2.0']);
+    assert.deepEqual(ok(ipam.ensure(svc('b', { policy: 'PreferDualStack', ipFamilies: ['IPv4'] }), T0)), ['192.0.2.1', '2001:db8::2']);
+    assert.deepEqual(ok(ipam.ensure(svc('c', { ipFamilies: ['IPv6'] }), T0)), ['2001:db8::3']);
   });
 
   it('PreferDualStack degrades to the family it can get; RequireDualStack fails with FamilyUnavailable', () => {
@@ -300,7 +300,7 @@ describe('dual-stack', () => {
     const ipam = new Ipam(v4only, { quarantineSeconds: 60 });
     ok(ipam.ensure(svc('a', { policy: 'PreferDualStack' }), T0));
     ipam.setPools(both);
-    assert.deepEqual(ok(ipam.ensure(svc('a', { policy: 'PreferDualStack' }), T0)), ['192.0.2.0', '2001:db8::']);
+    assert.deepEqual(ok(ipam.ensure(svc('a', { policy: 'PreferDualStack' }), T0)), ['192.0.2.0', '2001:db8::1']);
   });
 
   it('allocates from a /64 without enumerating it, and from a /32 of IPv6', () => {
@@ -310,10 +310,28 @@ describe('dual-stack', () => {
 `);
     const ipam = new Ipam(big, { quarantineSeconds: 0 });
     for (let i = 0; i < 2000; i++) ok(ipam.ensure(svc(`s${i}`, { ipFamilies: ['IPv6'] }), T0));
-    assert.deepEqual(ok(ipam.ensure(svc('last', { ipFamilies: ['IPv6'] }), T0)), ['2001:db8::7d0']);
-    assert.equal(ipam.poolStats()[0]!.size, 2n ** 96n);
+    assert.deepEqual(ok(ipam.ensure(svc('last', { ipFamilies: ['IPv6'] }), T0)), ['2001:db8::7d1']);
+    // Less the Subnet-Router anycast address 2001:db8::, never handed out.
+    assert.equal(ipam.poolStats()[0]!.size, 2n ** 96n - 1n);
     ipam.release('s5', T0, 'Deleted');
-    assert.deepEqual(ok(ipam.ensure(svc('refill', { ipFamilies: ['IPv6'] }), T0)), ['2001:db8::5']);
+    assert.deepEqual(ok(ipam.ensure(svc('refill', { ipFamilies: ['IPv6'] }), T0)), ['2001:db8::6']);
+  });
+
+  it('never hands out the Subnet-Router anycast address of an IPv6 CIDR, and refuses it by request', () => {
+    const pools = poolsFrom(`
+  - name: v6
+    addresses: ['2001:db8:1::/64', '2001:db8:2::/127', '2001:db8:3::-2001:db8:3::1']
+`);
+    const ipam = new Ipam(pools, { quarantineSeconds: 0 });
+    assert.deepEqual(ok(ipam.ensure(svc('a', { ipFamilies: ['IPv6'] }), T0)), ['2001:db8:1::1']);
+    const r = ipam.ensure(svc('b', { ipFamilies: ['IPv6'], loadBalancerIP: '2001:db8:1::' }), T0);
+    assert.equal(r.ok, false);
+    assert.equal(r.refusal?.reason, 'RequestedAddressOutsidePools');
+    assert.match(r.refusal?.message ?? '', /^2001:db8:1:: is the Subnet-Router anycast address/);
+    // A /127 (RFC 6164 point-to-point) and an a-b range are taken as written.
+    assert.deepEqual(ok(ipam.ensure(svc('c', { ipFamilies: ['IPv6'], loadBalancerIP: '2001:db8:2::' }), T0)), ['2001:db8:2::']);
+    assert.deepEqual(ok(ipam.ensure(svc('d', { ipFamilies: ['IPv6'], loadBalancerIP: '2001:db8:3::' }), T0)), ['2001:db8:3::']);
+    assert.equal(ipam.poolStats()[0]!.size, 2n ** 64n - 1n + 2n + 2n);
   });
 });
 

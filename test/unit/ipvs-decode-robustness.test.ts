@@ -18,7 +18,7 @@ import {
 } from '../../src/ipvs/codec.js';
 import { canonicalIp } from '../../src/ipam/address.js';
 import { IpvsInputError } from '../../src/ipvs/errors.js';
-import { attr, encodeAttrs, encodeMsg, genlPayload, NetlinkDecodeError, parseAttrs, parseMsgs, u16, u32 } from '../../src/ipvs/netlink.js';
+import { attr, encodeAttrs, encodeMsg, encodeMsgs, genlPayload, NetlinkDecodeError, parseAttrs, parseMsgs, u16, u32 } from '../../src/ipvs/netlink.js';
 import type { AddressServiceKey, DestinationSpec, ServiceSpec } from '../../src/ipvs/types.js';
 import { addrPayload, decodeAddr, decodeLink, IFA, IFLA, linkByNamePayload } from '../../src/vip/rtnl.js';
 import { fuzzParams } from '../support/fuzz.js';
@@ -186,6 +186,37 @@ describe('IPVS codec round trips', () => {
       }),
     );
     assert.deepEqual(genlPayload(1, 1, []).length, 4);
+  });
+
+  it('a datagram of several messages is exactly the messages one after the other, and parses back', () => {
+    const msg = fc.record({ type: fc.integer({ min: 16, max: 0xffff }), flags: fc.integer({ min: 0, max: 0xffff }), seq: fc.nat(), pid: fc.nat(), payload: fc.uint8Array({ maxLength: 70 }).map((a) => Buffer.from(a)) });
+    fc.assert(fc.property(fc.array(msg, { minLength: 1, maxLength: 8 }), (msgs) => {
+      const one = encodeMsgs(msgs);
+      assert.deepEqual(one, Buffer.concat(msgs.map(encodeMsg)));
+      assert.deepEqual(parseMsgs(one).map((m) => [m.type, m.seq, m.payload.toString('hex')]), msgs.map((m) => [m.type, m.seq, m.payload.toString('hex')]));
+    }));
+  });
+
+  it('attribute padding is zero even when the buffer pool holds old bytes', () => {
+    /** Every attribute's padding, recursively (nested attributes hold attributes). */
+    const paddingOf = (b: Buffer, nestedTypes: Set<number>): number[] => {
+      const out: number[] = [];
+      for (let off = 0; off < b.length; ) {
+        const len = b.readUInt16LE(off);
+        const type = b.readUInt16LE(off + 2) & 0x3fff;
+        for (let p = off + len; p < off + ((len + 3) & ~3); p++) out.push(b[p]!);
+        if (nestedTypes.has(type) && b.readUInt16LE(off + 2) & 0x8000) out.push(...paddingOf(b.subarray(off + 4, off + len), new Set()));
+        off += (len + 3) & ~3;
+      }
+      return out;
+    };
+    fc.assert(fc.property(serviceSpec, fc.string({ minLength: 1, maxLength: 15 }).filter((x) => /^[a-z]+$/.test(x)), (spec, sched) => {
+      // Leave old bytes in the pool that the next small allocations come from.
+      Buffer.allocUnsafe(64).fill(0xa5);
+      const req = newServiceRequest({ ...spec, scheduler: sched });
+      const pad = paddingOf(req.payload.subarray(4), new Set([1, 2]));
+      assert.ok(pad.every((x) => x === 0), `non-zero padding: ${pad.join(',')}`);
+    }), { numRuns: 500 });
   });
 });
 

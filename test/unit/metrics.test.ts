@@ -56,6 +56,28 @@ describe('metrics', () => {
     assert.deepEqual(e.find('ipvs_lb_real_server_weight', { real_server: '198.51.100.12' }), []);
   });
 
+  it('caps the real servers with series of their own, always the same ones, and counts the rest', async () => {
+    const vsOf = (vip: string, nodes: number) => ({
+      vip, protocol: 'TCP', port: 80, service: `default/${vip}`, stats: t(3),
+      realServers: Array.from({ length: nodes }, (_, i) => ({ address: `198.51.100.${20 + i}`, node: `node-${i}`, weight: 1, stats: t(1) })),
+    });
+    let max = 5;
+    // The data plane lists virtual services in no particular order: the cap must not depend on it.
+    let order = 0;
+    const m = new Metrics({ ...sources({ n: 1 }), maxRealServers: () => max, virtualServices: async () => (order++ % 2 ? [vsOf('192.0.2.2', 3), vsOf('192.0.2.1', 3)] : [vsOf('192.0.2.1', 3), vsOf('192.0.2.2', 3)]) });
+    const kept = (e: ReturnType<typeof parseExposition>) => e.find('ipvs_lb_real_server_weight', {}).map((x) => `${x.labels.vip} ${x.labels.real_server}`).sort();
+    const first = parseExposition((await m.render()).body);
+    assert.deepEqual(kept(first), ['192.0.2.1 198.51.100.20', '192.0.2.1 198.51.100.21', '192.0.2.1 198.51.100.22', '192.0.2.2 198.51.100.20', '192.0.2.2 198.51.100.21']);
+    assert.equal(first.value('ipvs_lb_metrics_real_servers_omitted'), 1);
+    assert.equal(first.find('ipvs_lb_virtual_service_connections_total', {}).length, 2, 'every virtual service keeps its series');
+    const second = parseExposition((await m.render()).body);
+    assert.deepEqual(kept(second), kept(first));
+    max = 0;
+    const none = parseExposition((await m.render()).body);
+    assert.deepEqual(kept(none), []);
+    assert.equal(none.value('ipvs_lb_metrics_real_servers_omitted'), 6);
+  });
+
   it('pools, Kubernetes, VRRP, reconcile passes and allocation changes', async () => {
     const m = new Metrics(sources({ n: 1 }));
     m.observePass({ operations: 3, errors: 0, durationMs: 12, byKind: { 'add-service': 1, 'add-destination': 2 } }, 1_700_000_000_000);

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { diff } from '../../src/reconcile/diff.js';
+import { changedServices, diff, toKernelService } from '../../src/reconcile/diff.js';
+import type { DesiredVirtualService } from '../../src/model/types.js';
 import type { KernelDestination, KernelService, Operation } from '../../src/reconcile/types.js';
 
 function svc(key: string, dests: Array<[string, number]>, over: Partial<KernelService> = {}): KernelService {
@@ -103,6 +104,30 @@ describe('reconcile diff', () => {
       assert.deepEqual(norm(result), norm([...desired, ...foreign]));
       // A second pass finds nothing left to do.
       assert.deepEqual(diff({ desired, actual: result, owned: isOurs }), []);
+    }), { numRuns: 500 });
+  });
+
+  it('comparing desired services to the kernel directly finds exactly the ones whose kernel form differs', () => {
+    const addr = fc.constantFrom('198.51.100.21', '198.51.100.22', '198.51.100.23');
+    const rs = fc.uniqueArray(fc.tuple(addr, fc.integer({ min: 0, max: 2 })), { selector: (d) => d[0], maxLength: 3 });
+    const key = fc.constantFrom('TCP/192.0.2.1:80', 'TCP/192.0.2.1:443', 'UDP/192.0.2.2:53');
+    const desiredT = fc.uniqueArray(fc.tuple(key, rs, fc.constantFrom('mh', 'wlc'), fc.constantFrom<'dr' | 'tun'>('dr', 'tun'), fc.boolean()), { selector: (t) => t[0], maxLength: 3 })
+      .map((rows) => rows.map(([k, r, sched, fwd, rev]): DesiredVirtualService => {
+        const [proto, rest] = k.split('/') as ['TCP' | 'UDP', string];
+        const [vip, port] = rest.split(':');
+        const servers = r.map(([a, w]) => ({ address: a, port: Number(port), weight: w, node: a, state: 'serving' as const }));
+        return {
+          key: k, vip: vip!, family: 4, protocol: proto, port: Number(port), scheduler: sched, schedulerFlags: sched === 'mh' ? ['mh-port', 'mh-fallback'] : [],
+          persistenceTimeoutSeconds: undefined, forwarding: fwd, service: 'd/s', serviceUid: 'u', pool: 'p', vrrpGroup: undefined, realServers: rev ? servers.reverse() : servers,
+        };
+      }));
+    fc.assert(fc.property(desiredT, desiredT, fc.boolean(), (desired, other, reverseKernel) => {
+      // The kernel holds another table, or this one with destinations listed newest first.
+      const kernelList = other.map(toKernelService).map((k) => (reverseKernel ? { ...k, destinations: [...k.destinations].reverse() } : k));
+      const kernel = new Map(kernelList.map((k) => [k.key, k]));
+      const { changed, keys } = changedServices(desired, kernel);
+      assert.deepEqual(diff({ desired: changed, desiredKeys: keys, actual: kernel, owned: () => true }), diff({ desired: desired.map(toKernelService), actual: kernelList, owned: () => true }));
+      assert.deepEqual(changedServices(desired, new Map(desired.map(toKernelService).map((k) => [k.key, k]))).changed, [], 'a table compared with itself has no change');
     }), { numRuns: 500 });
   });
 });

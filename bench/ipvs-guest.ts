@@ -1,0 +1,222 @@
+// The measuring half of `npm run bench -- ipvs`: runs where the IPVS kernel is (the lab guest, or a real LB
+// host), one table size per process, inside a network namespace made for it (and two more for the baselines),
+// so every step starts from an empty table and touches nothing else.
+// Usage: node dist/bench/ipvs-guest.js '{"services":10000,"dests":10,"scheduler":"rr","perRuleSample":200,
+//                                        "restoreNs":"NS2","perRuleNs":"NS3"}'
+// Prints one JSON line. In this order:
+//   1. ipvs-lb: the Reconciler (IpvsClient underneath) programs S services × D real servers from empty;
+//   2. one more Service through the same Reconciler (an update pass);
+//   3. a no-op resync (reads the whole table, diffs, writes nothing) and a no-op update pass;
+//   4. the same table with one `ipvsadm -R` (the C tool's bulk path), in the fresh namespace restoreNs;
+//   5. one `ipvsadm` process per rule for a sample of rules, extrapolated to the table (the seed controller's
+//      way), in the fresh namespace perRuleNs.
+// Why fresh namespaces for the baselines: IPVS keeps deleted real servers in a per-namespace trash for about
+// two minutes and scans it on every destination add, so a table programmed right after another was deleted
+// in the same namespace runs many times slower (measured: 2,000 × 50 in 24 s on an empty trash, 131 s after
+// deleting 100,000 destinations). Each step gets the same start: an empty table and an empty trash.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { IpvsClient, type IpvsOp } from '../src/ipvs/index.js';
+import type { DesiredVirtualService } from '../src/model/types.js';
+import { changedServices, diff, toKernelService } from '../src/reconcile/diff.js';
+import { OwnedServices } from '../src/reconcile/ownership.js';
+import { Reconciler } from '../src/reconcile/reconciler.js';
+import { createLogger } from '../src/util/log.js';
+
+export interface GuestOptions {
+  services: number;
+  /** Real servers per service. */
+  dests: number;
+  scheduler: string;
+  /** Rules run as one ipvsadm process each, then extrapolated. */
+  perRuleSample: number;
+  /** Empty network namespaces (with the real servers' subnet routable) for the two baselines. */
+  restoreNs: string;
+  perRuleNs: string;
+}
+
+const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** VIP number i in 198.18.0.0/15 (RFC 2544's benchmark range: documentation ranges are too small). */
+export function vipOf(i: number): string {
+  const v = (198 << 24) + (18 << 16) + i + 1;
+  return `${(v >>> 24) & 255}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+}
+
+/** Real server d on the LAN (198.51.100.10 and up). */
+export const nodeOf = (d: number): string => `198.51.100.${10 + d}`;
+
+/** The desired state of an S × D table as the model would produce it. */
+export function benchTable(services: number, dests: number, scheduler: string, first = 0): DesiredVirtualService[] {
+  const out: DesiredVirtualService[] = [];
+  for (let i = first; i < first + services; i++) {
+    const vip = vipOf(i);
+    out.push({
+      key: `TCP/${vip}:80`, vip, family: 4, protocol: 'TCP', port: 80, scheduler: scheduler as DesiredVirtualService['scheduler'],
+      schedulerFlags: scheduler === 'mh' ? ['mh-fallback', 'mh-port'] : [], persistenceTimeoutSeconds: undefined, forwarding: 'dr',
+      service: `bench/svc-${i}`, serviceUid: `uid-${i}`, pool: 'bench', vrrpGroup: undefined,
+      realServers: Array.from({ length: dests }, (_, d) => ({ address: nodeOf(d), port: 80, weight: 1, node: `node-${d}`, state: 'serving' as const })),
+    });
+  }
+  return out;
+}
+
+/** ipvsadm's rules for the same table (`-R` input, or one argv per rule). */
+export function ipvsadmRules(table: readonly DesiredVirtualService[]): string[][] {
+  const rules: string[][] = [];
+  for (const v of table) {
+    const flags = v.schedulerFlags.length ? ['-b', v.schedulerFlags.join(',')] : [];
+    rules.push(['-A', '-t', `${v.vip}:${v.port}`, '-s', v.scheduler, ...flags]);
+    for (const r of v.realServers) rules.push(['-a', '-t', `${v.vip}:${v.port}`, '-r', `${r.address}:${r.port}`, '-g', '-w', String(r.weight)]);
+  }
+  return rules;
+}
+
+/** CPU time of the pure part of a no-op pass (the desired table compared with the remembered kernel table),
+ * best of `rounds`: run on the guest and on the host, it says how much slower the guest runs this code. */
+export function pureNoopDiffMs(services: number, dests: number, scheduler: string, rounds = 5): number {
+  const desired = benchTable(services, dests, scheduler);
+  const kernel = new Map(benchTable(services, dests, scheduler).map((v) => [v.key, toKernelService(v)]));
+  let best = Infinity;
+  for (let k = 0; k < rounds; k++) {
+    const c0 = process.cpuUsage();
+    const { changed, keys } = changedServices(desired, kernel);
+    const ops = diff({ desired: changed, desiredKeys: keys, actual: kernel, owned: () => true });
+    const c = process.cpuUsage(c0);
+    best = Math.min(best, (c.user + c.system) / 1000);
+    if (ops.length !== 0) throw new Error('pure no-op diff found operations');
+  }
+  return best;
+}
+
+async function clear(client: IpvsClient): Promise<void> {
+  const services = await client.services({ stats: false });
+  const ops: IpvsOp[] = services.map((s) => ({ op: 'delete-service', service: s.fwmark ? { fwmark: s.fwmark, family: s.family } : { address: s.address!, protocol: s.protocol!, port: s.port } }));
+  const r = await client.apply(ops);
+  const failed = r.filter((x) => x.error);
+  if (failed.length > 0) throw new Error(`clearing the table: ${failed[0]!.error!.message}`);
+}
+
+async function count(client: IpvsClient): Promise<{ services: number; dests: number }> {
+  const t = await client.table();
+  return { services: t.length, dests: t.reduce((n, e) => n + e.destinations.length, 0) };
+}
+
+/** Wall time of a command in another namespace, less the cost of entering it (`ip netns exec NS true`). */
+function timedInNs(ns: string, argv: string[], input?: string): number {
+  let overhead = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const t = performance.now();
+    execFileSync('ip', ['netns', 'exec', ns, 'true']);
+    overhead = Math.min(overhead, performance.now() - t);
+  }
+  const t0 = performance.now();
+  const r = spawnSync('ip', ['netns', 'exec', ns, ...argv], { input, stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'], maxBuffer: 1 << 20 });
+  const ms = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`${argv.join(' ')} in ${ns} failed (${r.status}): ${r.stderr?.toString().slice(-1000)}`);
+  return Math.max(0, ms - overhead);
+}
+
+/** Services and real servers in another namespace's table, by ipvsadm's own dump (untimed). */
+function countInNs(ns: string): { services: number; dests: number } {
+  const lines = execFileSync('ip', ['netns', 'exec', ns, 'ipvsadm', '-Sn'], { maxBuffer: 256 << 20 }).toString().split('\n');
+  return { services: lines.filter((l) => l.startsWith('-A ')).length, dests: lines.filter((l) => l.startsWith('-a ')).length };
+}
+
+async function measure(client: IpvsClient, o: GuestOptions, dir: string): Promise<Record<string, unknown>> {
+  const { services, dests } = o;
+  const table = benchTable(services, dests, o.scheduler);
+  const rules = services * (1 + dests);
+  const log = createLogger('silent');
+  const owned = new OwnedServices(join(dir, `owned-${services}x${dests}.json`));
+  // A coalescing window longer than the run: every pass here is started explicitly.
+  const rec = new Reconciler({ client, owned, log, coalesceMs: 3_600_000 });
+  const vips = table.map((v) => v.vip);
+
+  // 1. From empty.
+  const c0 = { ...client.counters };
+  let t0 = performance.now();
+  rec.update(table, vips);
+  const first = await rec.reconcileNow({ read: true });
+  const oursMs = performance.now() - t0;
+  if (first.errors > 0) throw new Error(`programming failed: ${first.errorMessages[0]}`);
+  const sendmsg = client.counters.sendmsg - c0.sendmsg;
+  const programmed = await count(client);
+  if (programmed.services !== services || programmed.dests !== services * dests) throw new Error(`kernel holds ${JSON.stringify(programmed)} after programming`);
+
+  // 2. One more Service, as an update pass (the daemon's path for a change).
+  const extra = benchTable(1, dests, o.scheduler, services);
+  const table2 = [...table, ...extra];
+  t0 = performance.now();
+  rec.update(table2, [...vips, extra[0]!.vip]);
+  const inc = await rec.reconcileNow({ read: false });
+  const incrementalMs = performance.now() - t0;
+  if (inc.operations !== 1 + dests || inc.errors > 0 || inc.kernelRead) throw new Error(`incremental pass: ${JSON.stringify(inc)}`);
+
+  // 3. No-op resync (reads the kernel) and no-op update pass (remembered table).
+  const c1 = { ...client.counters };
+  t0 = performance.now();
+  const noop = await rec.reconcileNow({ read: true });
+  const noopMs = performance.now() - t0;
+  const noopMessages = client.counters.messagesSent - c1.messagesSent;
+  t0 = performance.now();
+  rec.update(table2, [...vips, extra[0]!.vip]);
+  const noopPass = await rec.reconcileNow({ read: false });
+  const noopPassMs = performance.now() - t0;
+  rec.stop();
+  const pureMs = pureNoopDiffMs(services, dests, o.scheduler);
+
+  t0 = performance.now();
+  await clear(client);
+  const deleteMs = performance.now() - t0;
+
+  // 4. ipvsadm -R, same table, same kernel, a fresh namespace. ipvsadm -R stops with an error at the first
+  // rule the kernel refuses, so its exit status says the whole table went in.
+  const argvs = ipvsadmRules(table);
+  const restoreMs = timedInNs(o.restoreNs, ['ipvsadm', '-R'], `${argvs.map((a) => a.join(' ')).join('\n')}\n`);
+  const restored = countInNs(o.restoreNs);
+  if (restored.services !== services || restored.dests !== services * dests) throw new Error(`ipvsadm -R left ${JSON.stringify(restored)} in ${o.restoreNs}`);
+
+  // 5. One process per rule, the seed controller's way: a sample, run by a shell in a fresh namespace (one
+  // fork and exec per rule, as os.system does, without its extra shell), extrapolated.
+  const sample = argvs.slice(0, Math.min(o.perRuleSample, argvs.length));
+  const script = join(dir, 'per-rule.sh');
+  writeFileSync(script, `set -e\n${sample.map((a) => `ipvsadm ${a.join(' ')}`).join('\n')}\n`);
+  const perRuleEachMs = timedInNs(o.perRuleNs, ['sh', script]) / sample.length;
+  const perRuleTotalMs = perRuleEachMs * rules;
+
+  return {
+    services, real_servers: dests, rules,
+    ours_ms: round(oursMs), rules_per_s: Math.round(rules / (oursMs / 1000)), sendmsg, syscalls_per_rule: round(sendmsg / rules, 4),
+    restore_ms: round(restoreMs), restore_rules_per_s: Math.round(rules / (restoreMs / 1000)), ratio_vs_restore: round(restoreMs / oursMs, 2),
+    per_rule_each_ms: round(perRuleEachMs, 2), per_rule_sampled: sample.length, per_rule_extrapolated_s: round(perRuleTotalMs / 1000),
+    ratio_vs_per_rule: round(perRuleTotalMs / oursMs, 0),
+    incremental_ms: round(incrementalMs, 2), incremental_operations: inc.operations,
+    noop_resync_ms: round(noopMs, 1), noop_read_ms: round(noop.readMs, 1), noop_writes: noop.operations, noop_messages_sent: noopMessages,
+    noop_pass_ms: round(noopPassMs, 2), noop_pass_writes: noopPass.operations,
+    pure_noop_diff_ms: round(pureMs, 2),
+    delete_all_ms: round(deleteMs),
+  };
+}
+
+export async function runGuest(o: GuestOptions): Promise<Record<string, unknown>> {
+  const client = await IpvsClient.open();
+  const dir = mkdtempSync(join(tmpdir(), 'ipvs-lb-bench-'));
+  try {
+    if ((await client.services({ stats: false })).length > 0) throw new Error('the benchmark needs an empty IPVS table (run it in a network namespace of its own)');
+    const r = await measure(client, o, dir);
+    return { kernel: execFileSync('uname', ['-r']).toString().trim(), table_read: client.procProblem ? `netlink (${client.procProblem})` : 'netlink services + /proc/net/ip_vs', ...r };
+  } finally {
+    client.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1]?.endsWith('ipvs-guest.js')) {
+  const o = JSON.parse(process.argv[2] ?? '{}') as GuestOptions;
+  const r = await runGuest(o);
+  process.stdout.write(`${JSON.stringify(r)}\n`);
+}

@@ -1,0 +1,88 @@
+// /proc/net/ip_vs as Linux 6.1 prints it (captured in the lab from the table below, made with ipvsadm), and
+// the parser's refusals: an unknown layout must be an error, never a wrong table.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { parseProcIpvs, ProcParseError } from '../../src/ipvs/procfs.js';
+
+// ipvsadm -A -t 192.0.2.1:80 -s rr; -a ... -r 198.51.100.11:80 -g -w 3; -r 198.51.100.12:30080 -m -w 0;
+// -r 198.51.100.13:80 -i -w 1; -A -u 192.0.2.1:53 -s mh -b mh-port,mh-fallback -p 300 -M 255.255.255.0;
+// -A -u 192.0.2.2:443 -s sh -o; -A --sctp-service 192.0.2.3:9000 -s wlc -p 60;
+// -A -t [2001:db8:ff::10]:80 -s rr -p 100 -M 64 with [2001:db8:100::11]:80 -g -w 2 and 198.51.100.13:80 -i;
+// -A -f 7 -s rr with 198.51.100.11:0; -A -f 8 -6 -s rr.
+const captured = [
+  'IP Virtual Server version 1.2.1 (size=4096)',
+  'Prot LocalAddress:Port Scheduler Flags',
+  '  -> RemoteAddress:Port Forward Weight ActiveConn InActConn',
+  'TCP  C0000201:0050 rr  ',
+  '  -> C633640D:0050      Tunnel  1      0          0         ',
+  '  -> C633640C:7580      Masq    0      0          0         ',
+  '  -> C633640B:0050      Route   3      2          17        ',
+  'UDP  C0000201:0035 mh  persistent 30000 FFFFFF00',
+  'TCP  [2001:0db8:00ff:0000:0000:0000:0000:0010]:0050 rr persistent 10000 40000000',
+  '  -> C633640D:0050      Tunnel  1      0          0         ',
+  '  -> [2001:0db8:0100:0000:0000:0000:0000:0011]:0050      Route   2      0          0         ',
+  'UDP  C0000202:01BB sh ops  ',
+  'SCTP  C0000203:2328 wlc  persistent 6000 FFFFFFFF',
+  'FWM  00000007 rr ',
+  '  -> C633640B:0000      Route   1      0          0         ',
+  'FWM  00000008 rr ',
+  '',
+].join('\n');
+
+describe('/proc/net/ip_vs parser', () => {
+  it('reads every service and destination of the captured table', () => {
+    const t = parseProcIpvs(captured);
+    assert.deepEqual(t.map((s) => [s.protocol ?? `fwmark ${s.fwmark}`, s.address ?? '', s.port, s.scheduler, s.destinations.length]), [
+      ['tcp', '192.0.2.1', 80, 'rr', 3],
+      ['udp', '192.0.2.1', 53, 'mh', 0],
+      ['tcp', '2001:db8:ff::10', 80, 'rr', 2],
+      ['udp', '192.0.2.2', 443, 'sh', 0],
+      ['sctp', '192.0.2.3', 9000, 'wlc', 0],
+      ['fwmark 7', '', 0, 'rr', 1],
+      ['fwmark 8', '', 0, 'rr', 0],
+    ]);
+    assert.deepEqual(t[0]!.destinations, [
+      { family: 4, address: '198.51.100.13', port: 80, forwarding: 'tun', weight: 1, activeConns: 0, inactiveConns: 0 },
+      { family: 4, address: '198.51.100.12', port: 30080, forwarding: 'nat', weight: 0, activeConns: 0, inactiveConns: 0 },
+      { family: 4, address: '198.51.100.11', port: 80, forwarding: 'dr', weight: 3, activeConns: 2, inactiveConns: 17 },
+    ]);
+    assert.deepEqual(t[2]!.destinations.map((d) => [d.family, d.address, d.forwarding, d.weight]), [
+      [4, '198.51.100.13', 'tun', 1],
+      [6, '2001:db8:100::11', 'dr', 2],
+    ]);
+  });
+
+  it('reads an empty table, with or without the final newline', () => {
+    const head = captured.split('\n').slice(0, 3).join('\n');
+    assert.deepEqual(parseProcIpvs(`${head}\n`), []);
+    assert.deepEqual(parseProcIpvs(head), []);
+    assert.equal(parseProcIpvs(captured.trimEnd()).length, 7);
+  });
+
+  it('refuses layouts it does not know, naming the line', () => {
+    const bad: Array<[string, RegExp]> = [
+      ['Something else\n', /unexpected first line/],
+      [captured.replace('Tunnel', 'Teleport'), /line 5: unknown forwarding "Teleport"/],
+      [captured.replace('C633640C:7580', 'C633640C-7580'), /line 6: destination "C633640C-7580" is not HEXADDR:PORT/],
+      [captured.replace('C633640B:0050      Route   3', 'C633640B:0050      Route   x'), /line 7: weight "x" is not a number/],
+      [captured.replace('TCP  C0000201:0050 rr  ', 'ICMP  C0000201:0050 rr'), /line 4: not a service line/],
+      [captured.replace('TCP  C0000201:0050 rr  \n', ''), /line 4: a destination before any service/],
+      [captured.replace('[2001:0db8:0100:0000:0000:0000:0000:0011]', '[2001:db8::11]'), /is not a full IPv6 address/],
+      [captured.replace('C633640D:0050      Tunnel  1      0          0         \n  -> C633640C', 'C633640D:0050      Tunnel  1\n  -> C633640C'), /line 5: not a destination line/],
+      [captured.replace('constructor', '').replace('Masq', 'constructor'), /unknown forwarding "constructor"/],
+    ];
+    for (const [text, re] of bad) assert.throws(() => parseProcIpvs(text), (e: unknown) => e instanceof ProcParseError && re.test((e as Error).message));
+  });
+
+  it('any mangling of the text gives a table or a ProcParseError, never another exception', () => {
+    fc.assert(fc.property(fc.nat(captured.length - 1), fc.string({ maxLength: 8 }), (at, insert) => {
+      const text = captured.slice(0, at) + insert + captured.slice(at + 1);
+      try {
+        parseProcIpvs(text);
+      } catch (e) {
+        assert.ok(e instanceof ProcParseError, String(e));
+      }
+    }), { numRuns: 2000 });
+  });
+});

@@ -1,0 +1,195 @@
+// The reconciler's pass logic against an in-memory IPVS table that answers like the kernel (EEXIST, ESRCH,
+// ENOENT, newest destination first). The real kernel is in test/lab (ipvs-client, daemon-*).
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { NetlinkError } from '../../src/ipvs/errors.js';
+import type { IpvsOp, OpResult, TableEntry } from '../../src/ipvs/index.js';
+import type { DesiredVirtualService } from '../../src/model/types.js';
+import { OwnedServices } from '../../src/reconcile/ownership.js';
+import { Reconciler } from '../../src/reconcile/reconciler.js';
+import { createLogger } from '../../src/util/log.js';
+
+type Svc = TableEntry['service'];
+interface Entry { service: Svc; destinations: TableEntry['destinations'] }
+
+const zero = { conns: 0n, inpkts: 0n, outpkts: 0n, inbytes: 0n, outbytes: 0n, cps: 0n, inpps: 0n, outpps: 0n, inbps: 0n, outbps: 0n };
+
+/** IPVS as the client sees it, in memory. `refuse` makes the kernel reject matching operations. */
+class MemoryIpvs {
+  entries = new Map<string, Entry>();
+  reads = 0;
+  writes = 0;
+  refuse: ((op: IpvsOp) => number | undefined) | undefined;
+  private k = (s: { address?: string; protocol?: string; port: number }) => `${s.protocol}|${s.address}|${s.port}`;
+
+  async read(): Promise<TableEntry[]> {
+    this.reads++;
+    return [...this.entries.values()].map((e) => ({ service: { ...e.service }, destinations: e.destinations.map((d) => ({ ...d })) }));
+  }
+
+  foreign(address: string, port: number): void {
+    this.entries.set(this.k({ address, protocol: 'tcp', port }), { service: svc(address, port, 'wlc', []), destinations: [] });
+  }
+
+  async apply(ops: readonly IpvsOp[]): Promise<OpResult[]> {
+    return ops.map((op) => {
+      this.writes++;
+      const errno = this.refuse?.(op) ?? this.applyOne(op);
+      return { op, error: errno ? new NetlinkError(errno, op.op) : undefined };
+    });
+  }
+
+  private applyOne(op: IpvsOp): number {
+    const key = this.k(op.service as { address: string; protocol: string; port: number });
+    const e = this.entries.get(key);
+    switch (op.op) {
+      case 'add-service': {
+        if (e) return 17;
+        const s = op.service as { address: string; port: number };
+        this.entries.set(key, { service: svc(s.address, s.port, op.service.scheduler, (op.service.schedulerFlags ?? []).map((f) => (f === 'mh-fallback' ? 'flag-1' : 'flag-2'))), destinations: [] });
+        return 0;
+      }
+      case 'edit-service':
+        if (!e) return 3;
+        e.service = { ...e.service, scheduler: op.service.scheduler };
+        return 0;
+      case 'delete-service':
+        if (!e) return 3;
+        this.entries.delete(key);
+        return 0;
+      case 'add-dest':
+      case 'edit-dest': {
+        if (!e) return 3;
+        const i = e.destinations.findIndex((d) => d.address === op.dest.address && d.port === op.dest.port);
+        if (op.op === 'add-dest' && i >= 0) return 17;
+        if (op.op === 'edit-dest' && i < 0) return 2;
+        const d = { family: 4 as const, address: op.dest.address, port: op.dest.port, forwarding: op.dest.forwarding, weight: op.dest.weight, activeConns: 0, inactiveConns: 0 };
+        if (i >= 0) e.destinations[i] = d;
+        else e.destinations.unshift(d);
+        return 0;
+      }
+      case 'delete-dest': {
+        if (!e) return 3;
+        const before = e.destinations.length;
+        e.destinations = e.destinations.filter((d) => !(d.address === op.dest.address && d.port === op.dest.port));
+        return e.destinations.length === before ? 2 : 0;
+      }
+    }
+  }
+}
+
+function svc(address: string, port: number, scheduler: string, flags: Array<'flag-1' | 'flag-2'>): Svc {
+  return { family: 4, protocol: 'tcp', address, port, fwmark: 0, scheduler, flags: 0, schedulerFlags: flags, onePacket: false, persistence: undefined, persistenceEngine: undefined, stats: zero };
+}
+
+function vs(vip: string, nodes: Array<[string, number]>): DesiredVirtualService {
+  return {
+    key: `TCP/${vip}:80`, vip, family: 4, protocol: 'TCP', port: 80, scheduler: 'mh', schedulerFlags: ['mh-fallback', 'mh-port'], persistenceTimeoutSeconds: undefined,
+    forwarding: 'dr', service: `default/${vip}`, serviceUid: vip, pool: 'default', vrrpGroup: undefined,
+    realServers: nodes.map(([address, weight]) => ({ address, port: 80, weight, node: address, state: weight ? 'serving' : 'draining-not-ready' })),
+  };
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'ipvs-lb-reconciler-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+
+function setup(kernel = new MemoryIpvs(), file = join(dir, `owned-${n++}.json`)) {
+  const client = { table: () => kernel.read(), apply: (ops: readonly IpvsOp[]) => kernel.apply(ops) };
+  const rec = new Reconciler({ client, owned: new OwnedServices(file), log: createLogger('silent'), coalesceMs: 3_600_000 });
+  return { kernel, rec, file };
+}
+
+const A = vs('192.0.2.1', [['198.51.100.11', 1], ['198.51.100.12', 1]]);
+const B = vs('192.0.2.2', [['198.51.100.11', 1]]);
+
+describe('reconciler', () => {
+  it('programs from empty, then update passes diff against what it wrote without reading the kernel', async () => {
+    const { kernel, rec } = setup();
+    rec.update([A], [A.vip]);
+    const first = await rec.reconcileNow();
+    assert.deepEqual([first.kernelRead, first.operations, first.errors, kernel.reads], [true, 3, 0, 1]);
+    rec.update([A, B], [A.vip, B.vip]);
+    const inc = await rec.reconcileNow({ read: false });
+    assert.deepEqual([inc.kernelRead, inc.byKind, kernel.reads], [false, { 'add-service': 1, 'add-destination': 1 }, 1]);
+    const noop = await rec.reconcileNow({ read: false });
+    assert.deepEqual([noop.operations, kernel.reads], [0, 1]);
+    const resync = await rec.reconcileNow();
+    assert.deepEqual([resync.kernelRead, resync.operations, resync.drifted], [true, 0, []], 'what it remembered is what the kernel holds (newest-first order included)');
+    rec.stop();
+  });
+
+  it('a resync restores owned services changed behind its back, reports them, and leaves foreign ones alone', async () => {
+    const { kernel, rec } = setup();
+    kernel.foreign('203.0.113.99', 22);
+    rec.update([A, B], [A.vip, B.vip]);
+    await rec.reconcileNow();
+    // Someone ran ipvsadm -d on A and ipvsadm -D on B, and added a destination to the foreign service.
+    kernel.entries.get('tcp|192.0.2.1|80')!.destinations.shift();
+    kernel.entries.delete('tcp|192.0.2.2|80');
+    kernel.entries.get('tcp|203.0.113.99|22')!.destinations.push({ family: 4, address: '198.51.100.50', port: 22, forwarding: 'dr', weight: 1, activeConns: 0, inactiveConns: 0 });
+    const writes = kernel.writes;
+    const quiet = await rec.reconcileNow({ read: false });
+    assert.equal(quiet.operations, 0, 'an update pass does not see out-of-band edits');
+    const r = await rec.reconcileNow();
+    assert.deepEqual(r.drifted, ['TCP/192.0.2.1:80', 'TCP/192.0.2.2:80']);
+    assert.deepEqual(r.byKind, { 'add-service': 1, 'add-destination': 2 });
+    assert.equal(kernel.writes - writes, 3);
+    assert.equal(kernel.entries.get('tcp|203.0.113.99|22')!.destinations.length, 1, 'the foreign service keeps its destination');
+    assert.equal(kernel.entries.get('tcp|192.0.2.1|80')!.destinations.length, 2);
+  });
+
+  it('a refused operation on an update pass drops the remembered table and a resync follows at once', async () => {
+    const { kernel, rec } = setup();
+    rec.update([A], [A.vip]);
+    await rec.reconcileNow();
+    kernel.entries.get('tcp|192.0.2.1|80')!.destinations = []; // out of band: both real servers gone
+    const drained = vs('192.0.2.1', [['198.51.100.11', 0], ['198.51.100.12', 1]]);
+    rec.update([drained], [A.vip]);
+    const reads = kernel.reads;
+    const r = await rec.reconcileNow({ read: false });
+    assert.deepEqual([r.kernelRead, r.operations, r.errors], [false, 1, 1], 'edit of a destination that is gone: ENOENT');
+    for (let i = 0; i < 200 && rec.lastReport === r; i++) await new Promise((res) => setTimeout(res, 5));
+    const follow = rec.lastReport!;
+    assert.equal(kernel.reads, reads + 1);
+    assert.deepEqual([follow.kernelRead, follow.errors, follow.byKind], [true, 0, { 'add-destination': 2 }]);
+    assert.deepEqual(kernel.entries.get('tcp|192.0.2.1|80')!.destinations.map((d) => [d.address, d.weight]).sort(), [['198.51.100.11', 0], ['198.51.100.12', 1]]);
+  });
+
+  it('a restart with nothing changed makes zero writes; a service no longer desired is removed only if owned', async () => {
+    const kernel = new MemoryIpvs();
+    const file = join(dir, 'owned-restart.json');
+    let { rec } = setup(kernel, file);
+    rec.update([A, B], [A.vip, B.vip]);
+    await rec.reconcileNow();
+    kernel.foreign('203.0.113.99', 22);
+    ({ rec } = setup(kernel, file));
+    rec.update([A, B], [A.vip, B.vip]);
+    const writes = kernel.writes;
+    const r = await rec.reconcileNow();
+    assert.deepEqual([r.operations, kernel.writes - writes], [0, 0]);
+    // B's Service is gone (its VIP no longer allocated): recorded as ours, so it is removed; the foreign one stays.
+    rec.update([A], [A.vip]);
+    const gone = await rec.reconcileNow({ read: false });
+    assert.deepEqual(gone.byKind, { 'delete-service': 1 });
+    assert.deepEqual([...kernel.entries.keys()].sort(), ['tcp|192.0.2.1|80', 'tcp|203.0.113.99|22']);
+  });
+
+  it('calls during a pass are served by one following pass, and no desired state is left unapplied', async () => {
+    const { kernel, rec } = setup();
+    rec.update([A], [A.vip]);
+    const p1 = rec.reconcileNow();
+    rec.update([A, B], [A.vip, B.vip]);
+    const p2 = rec.reconcileNow({ read: false });
+    const p3 = rec.reconcileNow({ read: false });
+    const [r1, r2, r3] = await Promise.all([p1, p2, p3]);
+    assert.equal(r2, r3, 'one pass for both callers');
+    assert.notEqual(r1, r2);
+    // The first pass diffs after its kernel read, so it may already apply the newer desired state.
+    assert.equal(r1.operations + r2.operations, 5);
+    assert.equal(kernel.entries.size, 2);
+  });
+});
