@@ -49,16 +49,19 @@ export function vipOf(i: number): string {
 /** Real server d on the LAN (198.51.100.10 and up). */
 export const nodeOf = (d: number): string => `198.51.100.${10 + d}`;
 
-/** The desired state of an S × D table as the model would produce it. */
+/** The desired state of an S × D table as the model would produce it: new objects on every call, and one
+ * real-server list shared by every service (the model shares it when the real servers cannot differ:
+ * externalTrafficPolicy Cluster, same family and port). */
 export function benchTable(services: number, dests: number, scheduler: string, first = 0): DesiredVirtualService[] {
   const out: DesiredVirtualService[] = [];
+  const realServers = Array.from({ length: dests }, (_, d) => ({ address: nodeOf(d), port: 80, weight: 1, node: `node-${d}`, state: 'serving' as const }));
   for (let i = first; i < first + services; i++) {
     const vip = vipOf(i);
     out.push({
       key: `TCP/${vip}:80`, vip, family: 4, protocol: 'TCP', port: 80, scheduler: scheduler as DesiredVirtualService['scheduler'],
       schedulerFlags: scheduler === 'mh' ? ['mh-fallback', 'mh-port'] : [], persistenceTimeoutSeconds: undefined, forwarding: 'dr',
       service: `bench/svc-${i}`, serviceUid: `uid-${i}`, pool: 'bench', vrrpGroup: undefined,
-      realServers: Array.from({ length: dests }, (_, d) => ({ address: nodeOf(d), port: 80, weight: 1, node: `node-${d}`, state: 'serving' as const })),
+      realServers,
     });
   }
   return out;
@@ -147,11 +150,12 @@ async function measure(client: IpvsClient, o: GuestOptions, dir: string): Promis
   const programmed = await count(client);
   if (programmed.services !== services || programmed.dests !== services * dests) throw new Error(`kernel holds ${JSON.stringify(programmed)} after programming`);
 
-  // 2. One more Service, as an update pass (the daemon's path for a change).
-  const extra = benchTable(1, dests, o.scheduler, services);
-  const table2 = [...table, ...extra];
+  // 2. One more Service, as an update pass (the daemon's path for a change): a whole new desired state, new
+  // objects throughout, as the model computes it.
+  const table2 = benchTable(services + 1, dests, o.scheduler);
+  const vips2 = table2.map((v) => v.vip);
   t0 = performance.now();
-  rec.update(table2, [...vips, extra[0]!.vip]);
+  rec.update(table2, vips2);
   const inc = await rec.reconcileNow({ read: false });
   const incrementalMs = performance.now() - t0;
   if (inc.operations !== 1 + dests || inc.errors > 0 || inc.kernelRead) throw new Error(`incremental pass: ${JSON.stringify(inc)}`);
@@ -162,8 +166,9 @@ async function measure(client: IpvsClient, o: GuestOptions, dir: string): Promis
   const noop = await rec.reconcileNow({ read: true });
   const noopMs = performance.now() - t0;
   const noopMessages = client.counters.messagesSent - c1.messagesSent;
+  const table3 = benchTable(services + 1, dests, o.scheduler);
   t0 = performance.now();
-  rec.update(table2, [...vips, extra[0]!.vip]);
+  rec.update(table3, vips2);
   const noopPass = await rec.reconcileNow({ read: false });
   const noopPassMs = performance.now() - t0;
   rec.stop();
@@ -194,9 +199,10 @@ async function measure(client: IpvsClient, o: GuestOptions, dir: string): Promis
     restore_ms: round(restoreMs), restore_rules_per_s: Math.round(rules / (restoreMs / 1000)), ratio_vs_restore: round(restoreMs / oursMs, 2),
     per_rule_each_ms: round(perRuleEachMs, 2), per_rule_sampled: sample.length, per_rule_extrapolated_s: round(perRuleTotalMs / 1000),
     ratio_vs_per_rule: round(perRuleTotalMs / oursMs, 0),
-    incremental_ms: round(incrementalMs, 2), incremental_operations: inc.operations,
-    noop_resync_ms: round(noopMs, 1), noop_read_ms: round(noop.readMs, 1), noop_writes: noop.operations, noop_messages_sent: noopMessages,
-    noop_pass_ms: round(noopPassMs, 2), noop_pass_writes: noopPass.operations,
+    incremental_ms: round(incrementalMs, 2), incremental_operations: inc.operations, incremental_compared: inc.compared,
+    noop_resync_ms: round(noopMs, 1), noop_read_ms: round(noop.readMs, 1), noop_diff_ms: round(noop.durationMs - noop.readMs, 1), noop_read_us_per_dest: round((noop.readMs * 1000) / (rules - services), 2),
+    noop_writes: noop.operations, noop_messages_sent: noopMessages,
+    noop_pass_ms: round(noopPassMs, 2), noop_pass_writes: noopPass.operations, noop_pass_compared: noopPass.compared,
     pure_noop_diff_ms: round(pureMs, 2),
     delete_all_ms: round(deleteMs),
   };

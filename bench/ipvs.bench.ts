@@ -6,8 +6,7 @@
 //   is never seen or touched;
 // - otherwise in the lab micro-VM, QEMU by default (IPVS_LB_LAB_BACKEND=uml to override): under UML every
 //   syscall costs ~480× a real one, QEMU's software CPU is closer in balance (shared/vm-lab.md).
-// Sizes: IPVS_LB_BENCH_SIZES="10000x10,2000x50" (the default; --quick: "1000x10,200x50"); a real LB host can
-// take larger ones, e.g. "10000x10,10000x50". IPVS_LB_BENCH_SCHEDULER (default rr: the table-programming
+// Sizes: IPVS_LB_BENCH_SIZES="10000x10,10000x50" (the default, the sizes; --quick: "1000x10,200x50"). IPVS_LB_BENCH_SCHEDULER (default rr: the table-programming
 // cost of the user-space tools, not of a scheduler's per-destination rebuild; mh works too) and
 // IPVS_LB_BENCH_PER_RULE (rules run one process each, default 200).
 // The guest's CPU is emulated, so the same pure diff is also timed on this host: js_slowdown says how much
@@ -101,7 +100,7 @@ export default defineBenchmark({
   name: 'ipvs',
   description: 'programming S services × D real servers: IpvsClient/Reconciler vs ipvsadm -R vs one ipvsadm per rule; one more Service; no-op resync',
   async run({ quick }) {
-    const sizeList = parseSizes(process.env.IPVS_LB_BENCH_SIZES ?? (quick ? '1000x10,200x50' : '10000x10,2000x50')).map(([services, dests]) => ({ services, dests }));
+    const sizeList = parseSizes(process.env.IPVS_LB_BENCH_SIZES ?? (quick ? '1000x10,200x50' : '10000x10,10000x50')).map(([services, dests]) => ({ services, dests }));
     const o = {
       scheduler: process.env.IPVS_LB_BENCH_SCHEDULER ?? 'rr',
       perRuleSample: positiveInt('IPVS_LB_BENCH_PER_RULE', quick ? 50 : 200),
