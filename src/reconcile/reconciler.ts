@@ -34,6 +34,10 @@ export interface PassReport {
   kernelRead: boolean;
   /** Time spent reading the kernel's table (0 when not read). */
   readMs: number;
+  /** Time spent finding the operations (comparing the desired state with the table). */
+  diffMs: number;
+  /** Time spent in the kernel exchange of the operations (0 when there were none). */
+  applyMs: number;
   /** Operations by kind, e.g. { 'add-service': 1, 'update-destination': 2 }. */
   byKind: Record<string, number>;
   errorMessages: string[];
@@ -147,7 +151,7 @@ export class Reconciler {
 
   private async pass(read: boolean): Promise<PassReport> {
     const t0 = performance.now();
-    const report: PassReport = { operations: 0, errors: 0, durationMs: 0, kernelRead: false, readMs: 0, byKind: {}, errorMessages: [], drifted: [], compared: 0 };
+    const report: PassReport = { operations: 0, errors: 0, durationMs: 0, kernelRead: false, readMs: 0, diffMs: 0, applyMs: 0, byKind: {}, errorMessages: [], drifted: [], compared: 0 };
     if (read || !this.kernel) {
       const remembered = this.kernel;
       this.forget();
@@ -158,14 +162,18 @@ export class Reconciler {
       this.kernel = fresh;
     }
     const kernel = this.kernel!;
+    const d0 = performance.now();
     const scan = changedServices(this.desired, kernel, this.synced);
     report.compared = scan.compared;
     const ops = diff({ desired: scan.changed, desiredKeys: scan.keys, noRemovals: scan.coversKernel, actual: kernel, owned: this.isOwned });
+    report.diffMs = round(performance.now() - d0);
     report.operations = ops.length;
     if (ops.length > 0) {
       let results;
+      const a0 = performance.now();
       try {
         results = await this.o.client.apply(ops.map(toIpvsOp));
+        report.applyMs = round(performance.now() - a0);
       } catch (err) {
         // The outcome is unknown (overrun, timeout): read the kernel before the next diff.
         this.forget();
