@@ -136,9 +136,9 @@ export interface ChangeScan {
 /**
  * The desired services that differ from the kernel, and the keys of all desired services: what diff() needs
  * when most of a large table is unchanged. `synced` (key → the desired entry the kernel entry is known to
- * equal, from the last pass) lets an entry that asks for the same as before skip the comparison with the
- * kernel; it is updated to the new desired entries, valid once their operations succeed. Without it (or
- * after a kernel read) every entry is compared.
+ * equal, from the last pass; each of its keys must be in `kernel`) lets an entry that asks for the same as
+ * before skip the comparison with the kernel; it is updated to the new desired entries, valid once their
+ * operations succeed. Without it (or after a kernel read) every entry is compared.
  */
 export function changedServices(desired: readonly DesiredVirtualService[], kernel: ReadonlyMap<string, KernelService>, synced = new Map<string, DesiredVirtualService>()): ChangeScan {
   const changed: KernelService[] = [];
@@ -148,14 +148,19 @@ export function changedServices(desired: readonly DesiredVirtualService[], kerne
   let inKernel = 0;
   let compared = 0;
   for (const v of desired) {
+    // Every key in `synced` is in `kernel` (the caller drops both together), so an unchanged entry costs
+    // this one lookup.
     const prev = synced.get(v.key);
-    if (prev) known++;
+    if (prev) {
+      known++;
+      if (unchangedSince(prev, v, memo)) {
+        inKernel++;
+        if (prev !== v) synced.set(v.key, v);
+        continue;
+      }
+    }
     const h = kernel.get(v.key);
     if (h) inKernel++;
-    if (prev && h && unchangedSince(prev, v, memo)) {
-      if (prev !== v) synced.set(v.key, v);
-      continue;
-    }
     compared++;
     if (!h || !matchesKernel(v, h)) changed.push(toKernelService(v));
     synced.set(v.key, v);
