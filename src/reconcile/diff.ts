@@ -140,7 +140,7 @@ export interface ChangeScan {
  * before skip the comparison with the kernel; it is updated to the new desired entries, valid once their
  * operations succeed. Without it (or after a kernel read) every entry is compared.
  */
-export function changedServices(desired: readonly DesiredVirtualService[], kernel: ReadonlyMap<string, KernelService>, synced = new Map<string, DesiredVirtualService>()): ChangeScan {
+export function changedServices(desired: Iterable<DesiredVirtualService>, kernel: ReadonlyMap<string, KernelService>, synced = new Map<string, DesiredVirtualService>()): ChangeScan {
   const changed: KernelService[] = [];
   const memo = new Map<readonly DesiredRealServer[], readonly DesiredRealServer[]>();
   const before = synced.size;
@@ -171,6 +171,35 @@ export function changedServices(desired: readonly DesiredVirtualService[], kerne
     for (const v of desired) synced.set(v.key, v);
   }
   return { changed, keys: synced, compared, coversKernel: inKernel === kernel.size };
+}
+
+/**
+ * changedServices for a pass that knows which keys changed (Reconciler.patch): only `keys` are looked at;
+ * a key no longer desired but in `kernel` is returned in `removed` (the caller deletes it if owned).
+ */
+export function changedByKey(keys: Iterable<string>, desired: ReadonlyMap<string, DesiredVirtualService>, kernel: ReadonlyMap<string, KernelService>, synced: Map<string, DesiredVirtualService>): { changed: KernelService[]; compared: number; removed: string[] } {
+  const changed: KernelService[] = [];
+  const removed: string[] = [];
+  const memo = new Map<readonly DesiredRealServer[], readonly DesiredRealServer[]>();
+  let compared = 0;
+  for (const key of keys) {
+    const v = desired.get(key);
+    if (!v) {
+      synced.delete(key);
+      if (kernel.has(key)) removed.push(key);
+      continue;
+    }
+    const prev = synced.get(key);
+    if (prev && unchangedSince(prev, v, memo)) {
+      synced.set(key, v);
+      continue;
+    }
+    compared++;
+    const h = kernel.get(key);
+    if (!h || !matchesKernel(v, h)) changed.push(toKernelService(v));
+    synced.set(key, v);
+  }
+  return { changed, compared, removed };
 }
 
 export interface DiffInput {

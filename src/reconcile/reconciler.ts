@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import type { IpvsClient } from '../ipvs/index.js';
 import type { DesiredVirtualService } from '../model/types.js';
 import type { Logger } from '../util/log.js';
-import { changedServices, diff, sameService } from './diff.js';
+import { changedByKey, changedServices, diff, sameService } from './diff.js';
 import { fromKernel, toIpvsOp } from './kernel-map.js';
 import type { OwnedServices } from './ownership.js';
 import type { KernelDestination, KernelService, Operation } from './types.js';
@@ -67,6 +67,10 @@ const sameDestKey = (a: KernelDestination, b: KernelDestination) => a.address ==
 
 export class Reconciler {
   private desired: readonly DesiredVirtualService[] = [];
+  /** The desired state keyed, once patch() is used (built from `desired` on the first patch). */
+  private byKey: Map<string, DesiredVirtualService> | undefined;
+  /** Keys patched since the last pass began; 'all' after update() (every entry is to be looked at). */
+  private dirty: Set<string> | 'all' = 'all';
   private allocatedVips: Iterable<string> = [];
   /** Built from allocatedVips when ownership is first asked (a removal or a drift), not on every update. */
   private vips: Set<string> | undefined;
@@ -89,8 +93,43 @@ export class Reconciler {
    * lists) must not be changed afterwards: a new state comes as new objects, unchanged ones may be reused. */
   update(desired: readonly DesiredVirtualService[], allocatedVips: Iterable<string>): void {
     this.desired = desired;
+    this.byKey = undefined;
+    this.dirty = 'all';
     this.allocatedVips = allocatedVips;
     this.vips = undefined;
+    this.schedule();
+  }
+
+  /**
+   * A change to the desired state given as what changed: entries added or changed (`set`, by key) and keys no
+   * longer desired (`remove`); `allocatedVips` when they changed. The following update pass looks only at
+   * those keys, so its cost does not grow with the table. The same contract as update() for the objects.
+   */
+  patch(changes: { set?: readonly DesiredVirtualService[]; remove?: readonly string[] }, allocatedVips?: Iterable<string>): void {
+    const byKey = (this.byKey ??= new Map(this.desired.map((v) => [v.key, v])));
+    const dirty = this.dirty;
+    for (const v of changes.set ?? []) {
+      byKey.set(v.key, v);
+      if (dirty !== 'all') dirty.add(v.key);
+    }
+    for (const k of changes.remove ?? []) {
+      byKey.delete(k);
+      if (dirty !== 'all') dirty.add(k);
+    }
+    if (allocatedVips) {
+      this.allocatedVips = allocatedVips;
+      this.vips = undefined;
+    }
+    this.schedule();
+  }
+
+  /** Every desired entry, whichever of update() and patch() set it. */
+  private desiredEntries(): Iterable<DesiredVirtualService> {
+    const byKey = this.byKey;
+    return byKey ? { [Symbol.iterator]: () => byKey.values() } : this.desired;
+  }
+
+  private schedule(): void {
     if (this.timer || this.stopped) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
@@ -163,9 +202,19 @@ export class Reconciler {
     }
     const kernel = this.kernel!;
     const d0 = performance.now();
-    const scan = changedServices(this.desired, kernel, this.synced);
-    report.compared = scan.compared;
-    const ops = diff({ desired: scan.changed, desiredKeys: scan.keys, noRemovals: scan.coversKernel, actual: kernel, owned: this.isOwned });
+    const dirty = this.dirty;
+    this.dirty = new Set();
+    let ops: Operation[];
+    if (report.kernelRead || dirty === 'all' || !this.byKey) {
+      const scan = changedServices(this.desiredEntries(), kernel, this.synced);
+      report.compared = scan.compared;
+      ops = diff({ desired: scan.changed, desiredKeys: scan.keys, noRemovals: scan.coversKernel, actual: kernel, owned: this.isOwned });
+    } else {
+      const scan = changedByKey(dirty, this.byKey, kernel, this.synced);
+      report.compared = scan.compared;
+      ops = diff({ desired: scan.changed, noRemovals: true, actual: kernel, owned: this.isOwned });
+      for (const k of scan.removed) if (this.isOwned(k)) ops.push({ op: 'delete-service', service: kernel.get(k)! });
+    }
     report.diffMs = round(performance.now() - d0);
     report.operations = ops.length;
     if (ops.length > 0) {
@@ -216,7 +265,7 @@ export class Reconciler {
   /** The operations a resync would make now, without making them (tests, `doctor`). */
   async plan(): Promise<Operation[]> {
     const kernel = await this.readKernel();
-    const { changed, keys } = changedServices(this.desired, kernel);
+    const { changed, keys } = changedServices(this.desiredEntries(), kernel);
     return diff({ desired: changed, desiredKeys: keys, actual: kernel, owned: this.isOwned });
   }
 

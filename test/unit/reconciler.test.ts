@@ -241,4 +241,40 @@ describe('reconciler', () => {
     assert.equal(kernel.reads, 2);
     rec.stop();
   });
+
+  it('patches hand over only what changed: a pass looks at those keys alone, and a resync then finds nothing to do', async () => {
+    const { kernel, rec } = setup();
+    const at = (i: number, nodes: Array<[string, number]>) => {
+      const vip = `192.0.2.${1 + (i % 250)}`;
+      const port = 1000 + Math.floor(i / 250);
+      return { ...vs(vip, nodes), key: `TCP/${vip}:${port}`, port };
+    };
+    const two: Array<[string, number]> = [['198.51.100.11', 1], ['198.51.100.12', 1]];
+    const t = Array.from({ length: 10_000 }, (_, i) => at(i, two));
+    const vips = [...new Set(t.map((v) => v.vip))];
+    rec.update(t, vips);
+    await rec.reconcileNow();
+
+    rec.patch({ set: [at(10_000, two)] });
+    const added = await rec.reconcileNow({ read: false });
+    assert.deepEqual([added.compared, added.byKind], [1, { 'add-service': 1, 'add-destination': 2 }]);
+
+    rec.patch({ set: [at(17, [['198.51.100.11', 1]]), at(18, two)] });
+    const changed = await rec.reconcileNow({ read: false });
+    assert.deepEqual([changed.compared, changed.byKind], [1, { 'delete-destination': 1 }], 'a patch entry asking for the same is not compared');
+
+    rec.patch({ remove: [at(10_000, two).key, 'TCP/203.0.113.99:22'] });
+    const removed = await rec.reconcileNow({ read: false });
+    assert.deepEqual([removed.compared, removed.byKind], [0, { 'delete-service': 1 }]);
+    assert.equal(kernel.entries.size, 10_000);
+
+    const nothing = await rec.reconcileNow({ read: false });
+    assert.deepEqual([nothing.compared, nothing.operations], [0, 0]);
+    const resync = await rec.reconcileNow();
+    assert.deepEqual([resync.compared, resync.operations, resync.drifted], [10_000, 0, []], 'the patched state is what the kernel holds');
+    rec.update(t.slice(1), vips);
+    const full = await rec.reconcileNow({ read: false });
+    assert.deepEqual([full.compared, full.byKind], [1, { 'add-destination': 1, 'delete-service': 1 }], 'update() after patches: the whole state again (17 back to two real servers, 0 gone)');
+    rec.stop();
+  });
 });
