@@ -5,7 +5,8 @@
 //                                        "restoreNs":"NS2","perRuleNs":"NS3"}'
 // Prints one JSON line. In this order:
 //   1. ipvs-lb: the Reconciler (IpvsClient underneath) programs S services × D real servers from empty;
-//   2. one more Service through the same Reconciler (an update pass), three times (the median counts);
+//   2. one more Service through the same Reconciler (an update pass), three times (the median counts), given
+//      as a whole new desired state (update(), the daemon's path) and then as the new entry alone (patch());
 //   3. a no-op resync (reads the whole table, diffs, writes nothing) and a no-op update pass;
 //   4. the same table with one `ipvsadm -R` (the C tool's bulk path), in the fresh namespace restoreNs;
 //   5. one `ipvsadm` process per rule for a sample of rules, extrapolated to the table (the seed controller's
@@ -166,8 +167,20 @@ async function measure(client: IpvsClient, o: GuestOptions, dir: string): Promis
     incs.push({ ms: performance.now() - t0, r });
     if (r.operations !== 1 + dests || r.errors > 0 || r.kernelRead) throw new Error(`incremental pass: ${JSON.stringify(r)}`);
   }
-  const vips2 = table2.map((v) => v.vip);
   const inc = [...incs].sort((x, y) => x.ms - y.ms)[Math.floor(INCREMENTS / 2)]!;
+  // The same, handing the Reconciler only the new entry (Reconciler.patch), three more times.
+  const patches: Array<{ ms: number; r: PassReport }> = [];
+  for (let k = 1; k <= INCREMENTS; k++) {
+    const entry = benchTable(1, dests, o.scheduler, services + INCREMENTS + k - 1)[0]!;
+    t0 = performance.now();
+    rec.patch({ set: [entry] });
+    const r = await rec.reconcileNow({ read: false });
+    patches.push({ ms: performance.now() - t0, r });
+    if (r.operations !== 1 + dests || r.errors > 0 || r.kernelRead) throw new Error(`incremental patch pass: ${JSON.stringify(r)}`);
+  }
+  const patched = [...patches].sort((x, y) => x.ms - y.ms)[Math.floor(INCREMENTS / 2)]!;
+  const total = services + 2 * INCREMENTS;
+  const vips2 = benchTable(total, dests, o.scheduler).map((v) => v.vip);
 
   // 3. No-op resync (reads the kernel) and no-op update pass (remembered table).
   const c1 = { ...client.counters };
@@ -175,7 +188,7 @@ async function measure(client: IpvsClient, o: GuestOptions, dir: string): Promis
   const noop = await rec.reconcileNow({ read: true });
   const noopMs = performance.now() - t0;
   const noopMessages = client.counters.messagesSent - c1.messagesSent;
-  const table3 = benchTable(services + INCREMENTS, dests, o.scheduler);
+  const table3 = benchTable(total, dests, o.scheduler);
   t0 = performance.now();
   rec.update(table3, vips2);
   const noopPass = await rec.reconcileNow({ read: false });
@@ -210,6 +223,7 @@ async function measure(client: IpvsClient, o: GuestOptions, dir: string): Promis
     ratio_vs_per_rule: round(perRuleTotalMs / oursMs, 0),
     incremental_ms: round(inc.ms, 2), incremental_first_ms: round(incs[0]!.ms, 2), incremental_diff_ms: inc.r.diffMs, incremental_apply_ms: inc.r.applyMs,
     incremental_operations: inc.r.operations, incremental_compared: inc.r.compared,
+    incremental_patch_ms: round(patched.ms, 2), incremental_patch_diff_ms: patched.r.diffMs, incremental_patch_apply_ms: patched.r.applyMs, incremental_patch_compared: patched.r.compared,
     noop_resync_ms: round(noopMs, 1), noop_read_ms: round(noop.readMs, 1), noop_diff_ms: round(noop.durationMs - noop.readMs, 1), noop_read_us_per_dest: round((noop.readMs * 1000) / (rules - services), 2),
     noop_writes: noop.operations, noop_messages_sent: noopMessages,
     noop_pass_ms: round(noopPassMs, 2), noop_pass_writes: noopPass.operations, noop_pass_compared: noopPass.compared, noop_pass_diff_ms: noopPass.diffMs,
