@@ -98,25 +98,116 @@ export function matchesKernel(v: DesiredVirtualService, h: KernelService): boole
   return true;
 }
 
-/**
- * The desired services that differ from the kernel, in kernel form, and the keys of all desired services:
- * what diff() needs when most of a large table is unchanged.
- */
-export function changedServices(desired: readonly DesiredVirtualService[], kernel: ReadonlyMap<string, KernelService>): { changed: KernelService[]; keys: Set<string> } {
-  const changed: KernelService[] = [];
-  const keys = new Set<string>();
-  for (const v of desired) {
-    keys.add(v.key);
-    const h = kernel.get(v.key);
-    if (!h || !matchesKernel(v, h)) changed.push(toKernelService(v));
+/** Real server lists equal for the kernel (address, port, weight, in order); `memo` remembers, per new list,
+ * the old list it was found equal to: the model shares one list among every virtual service whose real
+ * servers cannot differ, so 10,000 services over one list cost one comparison of it. */
+function sameRealServerList(a: readonly DesiredRealServer[], b: readonly DesiredRealServer[], memo: Map<readonly DesiredRealServer[], readonly DesiredRealServer[]>): boolean {
+  if (a === b || memo.get(b) === a) return true;
+  const n = a.length;
+  if (n !== b.length) return false;
+  for (let i = 0; i < n; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.port !== y.port || x.weight !== y.weight || x.address !== y.address) return false;
   }
-  return { changed, keys };
+  memo.set(b, a);
+  return true;
+}
+
+/** Whether `v` asks the kernel for exactly what `prev` asked (a sufficient check: flags and real servers in
+ * the same order). The key is the same by construction. */
+function unchangedSince(prev: DesiredVirtualService, v: DesiredVirtualService, memo: Map<readonly DesiredRealServer[], readonly DesiredRealServer[]>): boolean {
+  if (prev === v) return true;
+  return prev.scheduler === v.scheduler && prev.persistenceTimeoutSeconds === v.persistenceTimeoutSeconds && prev.forwarding === v.forwarding
+    && sameFlags(prev.schedulerFlags, v.schedulerFlags) && sameRealServerList(prev.realServers, v.realServers, memo);
+}
+
+export interface ChangeScan {
+  /** Desired services that differ from the kernel, in kernel form. */
+  changed: KernelService[];
+  /** Keys of every desired service (the `synced` map itself when one is given). */
+  keys: { has(key: string): boolean };
+  /** Desired services compared in full with their kernel entry (the rest were unchanged since `synced`). */
+  compared: number;
+  /** Every service in `kernel` is desired: no removal can be needed. */
+  coversKernel: boolean;
+}
+
+/**
+ * The desired services that differ from the kernel, and the keys of all desired services: what diff() needs
+ * when most of a large table is unchanged. `synced` (key → the desired entry the kernel entry is known to
+ * equal, from the last pass; each of its keys must be in `kernel`) lets an entry that asks for the same as
+ * before skip the comparison with the kernel; it is updated to the new desired entries, valid once their
+ * operations succeed. Without it (or after a kernel read) every entry is compared.
+ */
+export function changedServices(desired: Iterable<DesiredVirtualService>, kernel: ReadonlyMap<string, KernelService>, synced = new Map<string, DesiredVirtualService>()): ChangeScan {
+  const changed: KernelService[] = [];
+  const memo = new Map<readonly DesiredRealServer[], readonly DesiredRealServer[]>();
+  const before = synced.size;
+  let known = 0;
+  let inKernel = 0;
+  let compared = 0;
+  for (const v of desired) {
+    // Every key in `synced` is in `kernel` (the caller drops both together), so an unchanged entry costs
+    // this one lookup.
+    const prev = synced.get(v.key);
+    if (prev) {
+      known++;
+      if (unchangedSince(prev, v, memo)) {
+        inKernel++;
+        if (prev !== v) synced.set(v.key, v);
+        continue;
+      }
+    }
+    const h = kernel.get(v.key);
+    if (h) inKernel++;
+    compared++;
+    if (!h || !matchesKernel(v, h)) changed.push(toKernelService(v));
+    synced.set(v.key, v);
+  }
+  // Keys no longer desired are still in the map: rebuild it (a removal is the rare case).
+  if (known < before) {
+    synced.clear();
+    for (const v of desired) synced.set(v.key, v);
+  }
+  return { changed, keys: synced, compared, coversKernel: inKernel === kernel.size };
+}
+
+/**
+ * changedServices for a pass that knows which keys changed (Reconciler.patch): only `keys` are looked at;
+ * a key no longer desired but in `kernel` is returned in `removed` (the caller deletes it if owned).
+ */
+export function changedByKey(keys: Iterable<string>, desired: ReadonlyMap<string, DesiredVirtualService>, kernel: ReadonlyMap<string, KernelService>, synced: Map<string, DesiredVirtualService>): { changed: KernelService[]; compared: number; removed: string[] } {
+  const changed: KernelService[] = [];
+  const removed: string[] = [];
+  const memo = new Map<readonly DesiredRealServer[], readonly DesiredRealServer[]>();
+  let compared = 0;
+  for (const key of keys) {
+    const v = desired.get(key);
+    if (!v) {
+      synced.delete(key);
+      if (kernel.has(key)) removed.push(key);
+      continue;
+    }
+    const prev = synced.get(key);
+    if (prev && unchangedSince(prev, v, memo)) {
+      synced.set(key, v);
+      continue;
+    }
+    compared++;
+    const h = kernel.get(key);
+    if (!h || !matchesKernel(v, h)) changed.push(toKernelService(v));
+    synced.set(key, v);
+  }
+  return { changed, compared, removed };
 }
 
 export interface DiffInput {
   desired: readonly KernelService[];
   /** Keys of every desired service when `desired` holds only the changed ones (see changedServices). */
-  desiredKeys?: ReadonlySet<string>;
+  desiredKeys?: { has(key: string): boolean };
+  /** The caller knows every service in `actual` is desired (ChangeScan.coversKernel): skip the removal scan. */
+  noRemovals?: boolean;
   /** The kernel's table, as a list or keyed by KernelService.key. */
   actual: readonly KernelService[] | ReadonlyMap<string, KernelService>;
   /** Kernel services we created (recorded) or whose VIP we allocated; anything else is foreign and untouched. */
@@ -129,7 +220,7 @@ export interface DiffInput {
  * those are not removed one by one). Unchanged services cost one lookup and a comparison, no allocation: a
  * no-op pass over 10,000 services is the common case.
  */
-export function diff({ desired, desiredKeys, actual, owned }: DiffInput): Operation[] {
+export function diff({ desired, desiredKeys, noRemovals, actual, owned }: DiffInput): Operation[] {
   const have: ReadonlyMap<string, KernelService> = Array.isArray(actual) ? new Map(actual.map((s) => [s.key, s])) : (actual as ReadonlyMap<string, KernelService>);
   const want = new Set<string>();
   const services: Operation[] = [];
@@ -163,8 +254,10 @@ export function diff({ desired, desiredKeys, actual, owned }: DiffInput): Operat
     }
   }
   const wanted = desiredKeys ?? want;
-  for (const h of have.values()) {
-    if (!wanted.has(h.key) && owned(h.key)) delSvc.push({ op: 'delete-service', service: h });
+  if (!noRemovals) {
+    for (const h of have.values()) {
+      if (!wanted.has(h.key) && owned(h.key)) delSvc.push({ op: 'delete-service', service: h });
+    }
   }
   return [...services, ...addDest, ...delDest, ...delSvc];
 }

@@ -3,14 +3,16 @@
 // - a resync reads the whole kernel table (start-up, the periodic resync, an explicit reconcile), so that
 //   out-of-band edits (someone ran `ipvsadm -D`) are repaired, and reports what it found changed;
 // - an update pass (a desired-state change, coalesced over `coalesceMs`) diffs against the table as the last
-//   passes left it, so one new Service costs its own operations and not a read of 10,000 services.
+//   passes left it, so one new Service costs its own operations and not a read of 10,000 services; and an
+//   entry that asks for what it asked at the last pass (same object, or same fields and the same shared
+//   real-server list) skips the comparison with the kernel, so the pure work is a lookup per service.
 // Any failed operation or transport error drops that remembered table: the next pass reads the kernel again,
 // and an update pass with failures is followed at once by a resync.
 import { performance } from 'node:perf_hooks';
 import type { IpvsClient } from '../ipvs/index.js';
 import type { DesiredVirtualService } from '../model/types.js';
 import type { Logger } from '../util/log.js';
-import { changedServices, diff, sameService } from './diff.js';
+import { changedByKey, changedServices, diff, sameService } from './diff.js';
 import { fromKernel, toIpvsOp } from './kernel-map.js';
 import type { OwnedServices } from './ownership.js';
 import type { KernelDestination, KernelService, Operation } from './types.js';
@@ -32,9 +34,16 @@ export interface PassReport {
   kernelRead: boolean;
   /** Time spent reading the kernel's table (0 when not read). */
   readMs: number;
+  /** Time spent finding the operations (comparing the desired state with the table). */
+  diffMs: number;
+  /** Time spent in the kernel exchange of the operations (0 when there were none). */
+  applyMs: number;
   /** Operations by kind, e.g. { 'add-service': 1, 'update-destination': 2 }. */
   byKind: Record<string, number>;
   errorMessages: string[];
+  /** Desired services compared in full with the kernel's entry; the others were unchanged since the last
+   * pass (all of them after a kernel read). */
+  compared: number;
   /** Owned virtual services a resync found different from what ipvs-lb had programmed (changed outside
    * ipvs-lb), repaired by this pass. */
   drifted: string[];
@@ -58,7 +67,15 @@ const sameDestKey = (a: KernelDestination, b: KernelDestination) => a.address ==
 
 export class Reconciler {
   private desired: readonly DesiredVirtualService[] = [];
-  private vips = new Set<string>();
+  /** The desired state keyed, once patch() is used (built from `desired` on the first patch). */
+  private byKey: Map<string, DesiredVirtualService> | undefined;
+  /** Keys patched since the last pass began; 'all' after update() (every entry is to be looked at). */
+  private dirty: Set<string> | 'all' = 'all';
+  private allocatedVips: Iterable<string> = [];
+  /** Built from allocatedVips when ownership is first asked (a removal or a drift), not on every update. */
+  private vips: Set<string> | undefined;
+  /** Key → the desired entry this.kernel's entry is known to equal (the last pass compared or programmed it). */
+  private synced = new Map<string, DesiredVirtualService>();
   private timer: NodeJS.Timeout | undefined;
   /** The kernel's table as the last read and the operations since left it; undefined: read before diffing. */
   private kernel: Map<string, KernelService> | undefined;
@@ -72,10 +89,47 @@ export class Reconciler {
   constructor(private readonly o: ReconcilerOptions) {}
 
   /** The latest desired state and the VIPs we allocated (their services are ours even if not recorded). The
-   * change is applied by an update pass after the coalescing window. */
+   * change is applied by an update pass after the coalescing window. The entries (and their real-server
+   * lists) must not be changed afterwards: a new state comes as new objects, unchanged ones may be reused. */
   update(desired: readonly DesiredVirtualService[], allocatedVips: Iterable<string>): void {
     this.desired = desired;
-    this.vips = new Set(allocatedVips);
+    this.byKey = undefined;
+    this.dirty = 'all';
+    this.allocatedVips = allocatedVips;
+    this.vips = undefined;
+    this.schedule();
+  }
+
+  /**
+   * A change to the desired state given as what changed: entries added or changed (`set`, by key) and keys no
+   * longer desired (`remove`); `allocatedVips` when they changed. The following update pass looks only at
+   * those keys, so its cost does not grow with the table. The same contract as update() for the objects.
+   */
+  patch(changes: { set?: readonly DesiredVirtualService[]; remove?: readonly string[] }, allocatedVips?: Iterable<string>): void {
+    const byKey = (this.byKey ??= new Map(this.desired.map((v) => [v.key, v])));
+    const dirty = this.dirty;
+    for (const v of changes.set ?? []) {
+      byKey.set(v.key, v);
+      if (dirty !== 'all') dirty.add(v.key);
+    }
+    for (const k of changes.remove ?? []) {
+      byKey.delete(k);
+      if (dirty !== 'all') dirty.add(k);
+    }
+    if (allocatedVips) {
+      this.allocatedVips = allocatedVips;
+      this.vips = undefined;
+    }
+    this.schedule();
+  }
+
+  /** Every desired entry, whichever of update() and patch() set it. */
+  private desiredEntries(): Iterable<DesiredVirtualService> {
+    const byKey = this.byKey;
+    return byKey ? { [Symbol.iterator]: () => byKey.values() } : this.desired;
+  }
+
+  private schedule(): void {
     if (this.timer || this.stopped) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
@@ -115,7 +169,13 @@ export class Reconciler {
     this.draining = undefined;
   }
 
-  private isOwned = (key: string): boolean => this.o.owned.has(key) || this.vips.has(vipOfKey(key));
+  private isOwned = (key: string): boolean => this.o.owned.has(key) || (this.vips ??= new Set(this.allocatedVips)).has(vipOfKey(key));
+
+  /** Forgets the remembered table: the next pass reads the kernel and compares every entry. */
+  private forget(): void {
+    this.kernel = undefined;
+    this.synced = new Map();
+  }
 
   /** Reads the kernel's table in comparison form, keyed. */
   private async readKernel(): Promise<Map<string, KernelService>> {
@@ -130,10 +190,10 @@ export class Reconciler {
 
   private async pass(read: boolean): Promise<PassReport> {
     const t0 = performance.now();
-    const report: PassReport = { operations: 0, errors: 0, durationMs: 0, kernelRead: false, readMs: 0, byKind: {}, errorMessages: [], drifted: [] };
+    const report: PassReport = { operations: 0, errors: 0, durationMs: 0, kernelRead: false, readMs: 0, diffMs: 0, applyMs: 0, byKind: {}, errorMessages: [], drifted: [], compared: 0 };
     if (read || !this.kernel) {
       const remembered = this.kernel;
-      this.kernel = undefined;
+      this.forget();
       const fresh = await this.readKernel();
       report.kernelRead = true;
       report.readMs = round(performance.now() - t0);
@@ -141,16 +201,31 @@ export class Reconciler {
       this.kernel = fresh;
     }
     const kernel = this.kernel!;
-    const { changed, keys } = changedServices(this.desired, kernel);
-    const ops = diff({ desired: changed, desiredKeys: keys, actual: kernel, owned: this.isOwned });
+    const d0 = performance.now();
+    const dirty = this.dirty;
+    this.dirty = new Set();
+    let ops: Operation[];
+    if (report.kernelRead || dirty === 'all' || !this.byKey) {
+      const scan = changedServices(this.desiredEntries(), kernel, this.synced);
+      report.compared = scan.compared;
+      ops = diff({ desired: scan.changed, desiredKeys: scan.keys, noRemovals: scan.coversKernel, actual: kernel, owned: this.isOwned });
+    } else {
+      const scan = changedByKey(dirty, this.byKey, kernel, this.synced);
+      report.compared = scan.compared;
+      ops = diff({ desired: scan.changed, noRemovals: true, actual: kernel, owned: this.isOwned });
+      for (const k of scan.removed) if (this.isOwned(k)) ops.push({ op: 'delete-service', service: kernel.get(k)! });
+    }
+    report.diffMs = round(performance.now() - d0);
     report.operations = ops.length;
     if (ops.length > 0) {
       let results;
+      const a0 = performance.now();
       try {
         results = await this.o.client.apply(ops.map(toIpvsOp));
+        report.applyMs = round(performance.now() - a0);
       } catch (err) {
         // The outcome is unknown (overrun, timeout): read the kernel before the next diff.
-        this.kernel = undefined;
+        this.forget();
         throw err;
       }
       const added: string[] = [];
@@ -167,7 +242,7 @@ export class Reconciler {
         if (op.op === 'add-service' || op.op === 'update-service') added.push(op.service.key);
         if (op.op === 'delete-service') removed.push(op.service.key);
       });
-      if (report.errors > 0) this.kernel = undefined;
+      if (report.errors > 0) this.forget();
       this.o.owned.update(added, removed);
       if (report.errors > 0) this.o.log.error({ errors: report.errorMessages.slice(0, 10), count: report.errors }, 'some kernel operations failed; a resync follows');
       this.o.log.info({ operations: ops.length, byKind: report.byKind, kernelRead: report.kernelRead }, 'kernel reconciled');
@@ -190,7 +265,7 @@ export class Reconciler {
   /** The operations a resync would make now, without making them (tests, `doctor`). */
   async plan(): Promise<Operation[]> {
     const kernel = await this.readKernel();
-    const { changed, keys } = changedServices(this.desired, kernel);
+    const { changed, keys } = changedServices(this.desiredEntries(), kernel);
     return diff({ desired: changed, desiredKeys: keys, actual: kernel, owned: this.isOwned });
   }
 

@@ -130,4 +130,44 @@ describe('reconcile diff', () => {
       assert.deepEqual(changedServices(desired, new Map(desired.map(toKernelService).map((k) => [k.key, k]))).changed, [], 'a table compared with itself has no change');
     }), { numRuns: 500 });
   });
+
+  it('skipping entries unchanged since the last pass finds the same operations as comparing everything', () => {
+    const addr = fc.constantFrom('198.51.100.21', '198.51.100.22', '198.51.100.23');
+    const rs = fc.uniqueArray(fc.tuple(addr, fc.integer({ min: 0, max: 2 })), { selector: (d) => d[0], maxLength: 3 });
+    const key = fc.constantFrom('TCP/192.0.2.1:80', 'TCP/192.0.2.1:443', 'UDP/192.0.2.2:53', 'TCP/192.0.2.3:80');
+    const table = fc.uniqueArray(fc.tuple(key, rs, fc.constantFrom('mh', 'wlc'), fc.constantFrom<'dr' | 'tun'>('dr', 'tun'), fc.constantFrom(undefined, 300)), { selector: (t) => t[0], maxLength: 4 })
+      .map((rows) => rows.map(([k, r, sched, fwd, persist]): DesiredVirtualService => {
+        const [proto, rest] = k.split('/') as ['TCP' | 'UDP', string];
+        const [vip, port] = rest.split(':');
+        return {
+          key: k, vip: vip!, family: 4, protocol: proto, port: Number(port), scheduler: sched, schedulerFlags: sched === 'mh' ? ['mh-fallback', 'mh-port'] : [],
+          persistenceTimeoutSeconds: persist, forwarding: fwd, service: 'd/s', serviceUid: 'u', pool: 'p', vrrpGroup: undefined,
+          realServers: r.map(([a, w]) => ({ address: a, port: Number(port), weight: w, node: a, state: 'serving' as const })),
+        };
+      }));
+    // How a new entry relates to the last pass's entry of the same key: generated anew, the same object, a
+    // copy sharing its real-server list, or a copy with an equal list of new objects.
+    const reuse = fc.array(fc.constantFrom(0, 1, 2, 3), { minLength: 4, maxLength: 4 });
+    fc.assert(fc.property(table, table, reuse, (before, generated, modes) => {
+      const last = new Map(before.map((v) => [v.key, v]));
+      const desired = generated.map((v, i) => {
+        const p = last.get(v.key);
+        if (!p || modes[i] === 0) return v;
+        if (modes[i] === 1) return p;
+        if (modes[i] === 2) return { ...p };
+        return { ...p, realServers: p.realServers.map((r) => ({ ...r })) };
+      });
+      // The kernel as the last pass left it, and that pass's entries.
+      const kernelList = before.map(toKernelService);
+      const kernel = new Map(kernelList.map((k) => [k.key, k]));
+      const synced = new Map(last);
+      const scan = changedServices(desired, kernel, synced);
+      const ops = diff({ desired: scan.changed, desiredKeys: scan.keys, noRemovals: scan.coversKernel, actual: kernel, owned: () => true });
+      assert.deepEqual(ops, diff({ desired: desired.map(toKernelService), actual: kernelList, owned: () => true }));
+      const asks = (v: DesiredVirtualService) => JSON.stringify([v.scheduler, v.forwarding, v.persistenceTimeoutSeconds ?? null, v.realServers.map((r) => [r.address, r.port, r.weight])]);
+      const askOther = desired.filter((v) => !last.has(v.key) || asks(last.get(v.key)!) !== asks(v));
+      assert.equal(scan.compared, askOther.length, 'only entries that ask for something else are compared');
+      assert.deepEqual([...synced.keys()].sort(), desired.map((v) => v.key).sort(), 'the map now holds this pass\'s entries');
+    }), { numRuns: 1000 });
+  });
 });

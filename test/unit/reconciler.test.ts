@@ -192,4 +192,89 @@ describe('reconciler', () => {
     assert.equal(r1.operations + r2.operations, 5);
     assert.equal(kernel.entries.size, 2);
   });
+
+  it('an update pass compares only the services whose desired entry changed, out of 10,000', async () => {
+    const { kernel, rec } = setup();
+    // As the model builds it on every change: new objects each time, one real-server list shared by every
+    // service whose real servers cannot differ; `own` gives one service a list of its own.
+    const nodes: Array<[string, number]> = [['198.51.100.11', 1], ['198.51.100.12', 1]];
+    const table = (n: number, own?: { i: number; nodes: Array<[string, number]> }): DesiredVirtualService[] => {
+      const shared = vs('192.0.2.1', nodes).realServers;
+      return Array.from({ length: n }, (_, i) => {
+        // 250 VIPs × 41 ports: documentation addresses only.
+        const vip = `192.0.2.${1 + (i % 250)}`;
+        const port = 1000 + Math.floor(i / 250);
+        const v = { ...vs(vip, own?.i === i ? own.nodes : nodes), key: `TCP/${vip}:${port}`, port };
+        return own?.i === i ? v : { ...v, realServers: shared };
+      });
+    };
+    const vipsOf = (t: DesiredVirtualService[]) => [...new Set(t.map((v) => v.vip))];
+    let t = table(10_000);
+    rec.update(t, vipsOf(t));
+    const first = await rec.reconcileNow();
+    assert.deepEqual([first.compared, first.operations, first.errors], [10_000, 30_000, 0]);
+
+    t = table(10_001);
+    rec.update(t, vipsOf(t));
+    const added = await rec.reconcileNow({ read: false });
+    assert.deepEqual([added.kernelRead, added.compared, added.byKind], [false, 1, { 'add-service': 1, 'add-destination': 2 }], 'one new Service: only it is compared');
+
+    t = table(10_001, { i: 4321, nodes: [['198.51.100.11', 0], ['198.51.100.12', 1]] });
+    rec.update(t, vipsOf(t));
+    const drained = await rec.reconcileNow({ read: false });
+    assert.deepEqual([drained.compared, drained.byKind], [1, { 'update-destination': 1 }], 'one real server drained in one service');
+    assert.equal(kernel.entries.get(`tcp|192.0.2.${1 + (4321 % 250)}|${1000 + Math.floor(4321 / 250)}`)!.destinations.find((d) => d.address === '198.51.100.11')!.weight, 0);
+
+    t = table(10_001, { i: 4321, nodes: [['198.51.100.11', 0], ['198.51.100.12', 1]] });
+    rec.update(t, vipsOf(t));
+    const same = await rec.reconcileNow({ read: false });
+    assert.deepEqual([same.compared, same.operations], [0, 0], 'new objects asking for the same: nothing compared, nothing written');
+
+    t = table(10_000, { i: 4321, nodes: [['198.51.100.11', 0], ['198.51.100.12', 1]] });
+    rec.update(t, vipsOf(t));
+    const removed = await rec.reconcileNow({ read: false });
+    assert.deepEqual([removed.compared, removed.byKind], [0, { 'delete-service': 1 }], 'the last Service gone');
+    assert.equal(kernel.entries.size, 10_000);
+
+    const resync = await rec.reconcileNow();
+    assert.deepEqual([resync.kernelRead, resync.compared, resync.operations, resync.drifted], [true, 10_000, 0, []], 'a resync compares everything with what it read');
+    assert.equal(kernel.reads, 2);
+    rec.stop();
+  });
+
+  it('patches hand over only what changed: a pass looks at those keys alone, and a resync then finds nothing to do', async () => {
+    const { kernel, rec } = setup();
+    const at = (i: number, nodes: Array<[string, number]>) => {
+      const vip = `192.0.2.${1 + (i % 250)}`;
+      const port = 1000 + Math.floor(i / 250);
+      return { ...vs(vip, nodes), key: `TCP/${vip}:${port}`, port };
+    };
+    const two: Array<[string, number]> = [['198.51.100.11', 1], ['198.51.100.12', 1]];
+    const t = Array.from({ length: 10_000 }, (_, i) => at(i, two));
+    const vips = [...new Set(t.map((v) => v.vip))];
+    rec.update(t, vips);
+    await rec.reconcileNow();
+
+    rec.patch({ set: [at(10_000, two)] });
+    const added = await rec.reconcileNow({ read: false });
+    assert.deepEqual([added.compared, added.byKind], [1, { 'add-service': 1, 'add-destination': 2 }]);
+
+    rec.patch({ set: [at(17, [['198.51.100.11', 1]]), at(18, two)] });
+    const changed = await rec.reconcileNow({ read: false });
+    assert.deepEqual([changed.compared, changed.byKind], [1, { 'delete-destination': 1 }], 'a patch entry asking for the same is not compared');
+
+    rec.patch({ remove: [at(10_000, two).key, 'TCP/203.0.113.99:22'] });
+    const removed = await rec.reconcileNow({ read: false });
+    assert.deepEqual([removed.compared, removed.byKind], [0, { 'delete-service': 1 }]);
+    assert.equal(kernel.entries.size, 10_000);
+
+    const nothing = await rec.reconcileNow({ read: false });
+    assert.deepEqual([nothing.compared, nothing.operations], [0, 0]);
+    const resync = await rec.reconcileNow();
+    assert.deepEqual([resync.compared, resync.operations, resync.drifted], [10_000, 0, []], 'the patched state is what the kernel holds');
+    rec.update(t.slice(1), vips);
+    const full = await rec.reconcileNow({ read: false });
+    assert.deepEqual([full.compared, full.byKind], [1, { 'add-destination': 1, 'delete-service': 1 }], 'update() after patches: the whole state again (17 back to two real servers, 0 gone)');
+    rec.stop();
+  });
 });
