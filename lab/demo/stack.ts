@@ -97,6 +97,9 @@ export function daemonConfig(lb: LbHost, o: LabOptions): Record<string, unknown>
       ? { enabled: true, configPath: p.keepalivedConf, garpRepeat: 3, garpIntervalMs: 100, groups: [{ name: 'a', virtualRouterId: 51, priority: lb.priority, peers, unicastSourceIp: lb.ip, ...(o.advertIntervalSeconds ? { advertIntervalSeconds: o.advertIntervalSeconds } : {}) }] }
       : { enabled: false, garpRepeat: 1 },
     reconcile: { coalesceMs: 20 },
+    // As the ansible role leaves a real LB host (expire_nodest_conn, arp_ignore, arp_announce ...): otherwise
+    // /readyz carries the sysctl warnings and the soak counts them as unreported problems.
+    sysctl: { manage: true },
     // The lab's nodes run no kube-proxy health port; backend health checks have tests of their own.
     healthCheck: { enabled: false },
     ...(o.logLevel ? { logging: { level: o.logLevel } } : {}),

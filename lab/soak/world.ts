@@ -110,6 +110,9 @@ export function daemonConfig(host: SoakHost, paths: { stateDir: string; runDir: 
       })),
     },
     reconcile: { coalesceMs: 20, resyncSeconds: DAEMON.resyncSeconds },
+    // As the ansible role leaves a real LB host (expire_nodest_conn, arp_ignore, arp_announce ...): otherwise
+    // /readyz carries the host's sysctl warnings, which health.ready counts as unreported problems.
+    sysctl: { manage: true },
     healthCheck: { enabled: false },
     // Debug: keepalived's own lines reach the daemon's log only at debug level (docs/vrrp.md).
     logging: { level: 'debug' },
