@@ -4,9 +4,10 @@
 // worked, and whether a TCP stream established before it kept working. Afterwards the dead host comes back
 // (link up; its daemon has restarted keepalived meanwhile) and the lab settles again.
 import { fileURLToPath } from 'node:url';
-import { shq, type GuestProcess } from '../vm/index.js';
+import { ROUTER, shq, type GuestProcess } from '../vm/index.js';
 import { HaLab, until, type LabSnapshot } from './fixture.js';
 import { HA_CLIENT, HA_DIR, HA_PORTS } from './plan.js';
+
 import type { ProberLine, TrialOutcome } from './prober.js';
 
 const proberJs = fileURLToPath(new URL('prober.js', import.meta.url));
@@ -23,6 +24,8 @@ export class FailoverProber {
     outName: string,
     /** `ip -ts monitor link` on each LB host's eth0: when a NIC really went down, by the kernel's event. */
     readonly linkMonitors: Record<'lb1' | 'lb2', GuestProcess>,
+    /** `ip -ts monitor neigh` on the router: when the gratuitous ARP for the VIP reached the client's path. */
+    readonly routerNeighbours: GuestProcess,
   ) {
     this.outName = outName;
   }
@@ -34,7 +37,8 @@ export class FailoverProber {
     const monitors: Partial<Record<'lb1' | 'lb2', GuestProcess>> = {};
     // ip prints local time; UTC makes it the epoch's.
     for (const h of lab.hosts) monitors[h.name] = await lab.vm.spawn(`${name}-link-${h.name}`, ['env', 'TZ=UTC', 'stdbuf', '-oL', 'ip', '-ts', 'monitor', 'link', 'dev', 'eth0'], { ns: h.name });
-    const prober = new FailoverProber(lab, p, outName, monitors as Record<'lb1' | 'lb2', GuestProcess>);
+    const neigh = await lab.vm.spawn(`${name}-neigh-router`, ['env', 'TZ=UTC', 'stdbuf', '-oL', 'ip', '-ts', 'monitor', 'neigh'], { ns: ROUTER.name });
+    const prober = new FailoverProber(lab, p, outName, monitors as Record<'lb1' | 'lb2', GuestProcess>, neigh);
     await until('the prober to start', async () => (prober.lines().some((l) => l.event === 'ready') ? true : undefined), { timeoutMs: 60_000, describe: () => p.log() });
     return prober;
   }
@@ -73,7 +77,7 @@ export class FailoverProber {
   async stop(): Promise<void> {
     await this.send({ cmd: 'quit' }).catch(() => undefined);
     await this.process.stop({ timeoutMs: 5_000 });
-    for (const m of Object.values(this.linkMonitors)) await m.stop({ timeoutMs: 5_000 }).catch(() => undefined);
+    for (const m of [...Object.values(this.linkMonitors), this.routerNeighbours]) await m.stop({ timeoutMs: 5_000 }).catch(() => undefined);
   }
 }
 
@@ -83,6 +87,14 @@ export function linkDownTimes(log: string): number[] {
   for (const m of log.matchAll(/^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{6})\] \d+: [^:\s]+: <([^>]*)>/gm)) {
     if (!m[3]!.split(',').includes('UP')) out.push(Date.parse(`${m[1]}Z`) + Number(m[2]) / 1000);
   }
+  return out;
+}
+
+/** Epoch ms of each `ip -ts monitor neigh` line that shows `address` at `mac` (run with TZ=UTC). */
+export function neighbourTimes(log: string, address: string, mac: string): number[] {
+  const out: number[] = [];
+  const re = new RegExp(`^\\[(\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d)\\.(\\d{6})\\] ${address.replace(/\./g, '\\.')} dev \\S+ lladdr ${mac.toLowerCase()}\\b`, 'gm');
+  for (const m of log.matchAll(re)) out.push(Date.parse(`${m[1]}Z`) + Number(m[2]) / 1000);
   return out;
 }
 
@@ -98,9 +110,10 @@ export interface FailoverTrial {
   /**
    * Where the time went, from the taker's daemon log (ms after the kill): keepalived's MASTER notification
    * reached the daemon (its "keepalived notify" line), and the daemon had bound the group's VIPs (its
-   * "→ MASTER" report follows the bind; the gratuitous ARP goes out right after). undefined if not logged.
+   * "→ MASTER" report follows the bind; the gratuitous ARP is started right after), and the router's
+   * neighbour entry for the VIP pointed at the taker (its gratuitous ARP arrived). undefined if not seen.
    */
-  breakdown: { keepalivedMasterMs: number | undefined; vipBoundMs: number | undefined };
+  breakdown: { keepalivedMasterMs: number | undefined; vipBoundMs: number | undefined; routerLearnedMs: number | undefined };
   /** Wall time of the trial's phases on the host, ms: settle, stream synced, probing, result, restored. */
   phasesMs: Record<'settle' | 'stream' | 'probing' | 'result' | 'restore', number>;
   outcome: TrialOutcome;
@@ -193,7 +206,10 @@ kill -KILL "$m" "$v"`);
   const holders = await lab.holders(o.vip, after);
   const took = holders.length === 1 ? holders[0]! : backup.name;
   const takerLog = lab.host(took).process?.log() ?? '';
+  const takerMac = await lab.vm.run(`cat /sys/class/net/eth0/address`, { ns: took }).then((r) => r.stdout.trim()).catch(() => '');
+  const learned = takerMac ? neighbourTimes(prober.routerNeighbours.log(), o.vip, takerMac).find((t) => t >= outcome.t0) : undefined;
   const breakdown = {
+    routerLearnedMs: learned === undefined ? undefined : learned - outcome.t0,
     keepalivedMasterMs: firstLogAfter(takerLog, outcome.t0, (l) => l.msg === 'keepalived notify' && l.notify?.name === o.group && l.notify.state === 'MASTER'),
     vipBoundMs: firstLogAfter(takerLog, outcome.t0, (l) => l.msg !== undefined && l.msg.startsWith(`group ${o.group}: `) && l.msg.endsWith('→ MASTER')),
   };

@@ -12,7 +12,6 @@ import { Reconciler, vipOfKey, type PassReport } from '../reconcile/reconciler.j
 import { describeFinding, reconcileHostSysctls, sysctlNeeds, type SysctlFinding } from '../sysctl/index.js';
 import type { Logger } from '../util/log.js';
 import { JsonFileOwnership, VipBinder } from '../vip/index.js';
-import { gratuitousArp } from '../vip/announce.js';
 import { VrrpController } from '../vrrp/index.js';
 import type { SyncMode } from '../vrrp/index.js';
 import type { DataPlane, DataPlaneHealth, DataPlaneHooks, ReconcileResult } from './dataplane.js';
@@ -211,7 +210,7 @@ export class KernelDataPlane implements DataPlane {
     const vips = [...(this.vipsByGroup.get(group) ?? [])].filter((v) => owned.has(v) && !v.includes(':'));
     this.log.info({ group, vips }, `group ${group}: a lower-priority router advertised as master; VIPs announced again`);
     for (const vip of vips) {
-      void gratuitousArp(b.interface, vip, { count: 1, intervalMs: 0 }).then((r) => {
+      void b.gratuitousArp(vip).then((r) => {
         if (r.errors.length > 0) this.log.warn({ vip, errors: r.errors }, 'gratuitous ARP failed');
       });
     }

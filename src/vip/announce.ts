@@ -33,11 +33,16 @@ export function arpingArgs(iface: string, address: string): string[] {
   return ['-U', '-c', '1', '-I', iface, address];
 }
 
+/** Sends one gratuitous ARP for an address; resolves with undefined when it went out, else the reason. */
+export type ArpSender = (address: string) => Promise<string | undefined>;
+
 /**
- * Sends `count` gratuitous ARPs `intervalMs` apart. Resolves with how many arping runs succeeded; a failure is
- * reported, never thrown, because a missed announcement must not undo a bind (the address works without it).
+ * Sends `count` gratuitous ARPs `intervalMs` apart. Each run goes through `send` (the daemon's
+ * ArpingWorker) when given, else its own arping process. Resolves with how many arping runs succeeded; a
+ * failure is reported, never thrown, because a missed announcement must not undo a bind (the address works
+ * without it).
  */
-export async function gratuitousArp(iface: string, address: string, opts: AnnounceOptions, signal?: AbortSignal): Promise<{ sent: number; errors: string[] }> {
+export async function gratuitousArp(iface: string, address: string, opts: AnnounceOptions, signal?: AbortSignal, send?: ArpSender): Promise<{ sent: number; errors: string[] }> {
   const args = arpingArgs(iface, address);
   const errors: string[] = [];
   let sent = 0;
@@ -45,6 +50,12 @@ export async function gratuitousArp(iface: string, address: string, opts: Announ
     if (signal?.aborted) break;
     if (i > 0) await sleep(opts.intervalMs, undefined, { signal }).catch(() => undefined);
     if (signal?.aborted) break;
+    if (send) {
+      const err = await send(address);
+      if (err === undefined) sent++;
+      else errors.push(`arping ${args.join(' ')}: ${err}`);
+      continue;
+    }
     const r = await execa(opts.arping ?? 'arping', args, { reject: false, timeout: 5000 });
     if (r.exitCode === 0) sent++;
     else errors.push(`arping ${args.join(' ')}: ${String(r.stderr || r.stdout).trim() || `exit ${r.exitCode}`}`);

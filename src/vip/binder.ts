@@ -14,6 +14,7 @@ import { ERRNO, NetlinkError } from '../ipvs/errors.js';
 import { NlFlags, type NlMsg } from '../ipvs/netlink.js';
 import { kernelErrno, NetlinkTransport } from '../ipvs/transport.js';
 import { defaultAnnounce, enableNdiscNotify, gratuitousArp, validInterfaceName, type AnnounceOptions } from './announce.js';
+import { ArpingWorker } from './arping-worker.js';
 import type { OwnedVip, VipOwnershipStore } from './ownership.js';
 import { addrDumpPayload, addrPayload, decodeAddr, decodeLink, IFA_F, linkByNamePayload, RTM, RTNLGRP, type IfAddr } from './rtnl.js';
 
@@ -58,6 +59,8 @@ export class VipBinder {
   private readonly aborter = new AbortController();
   private readonly announcing = new Set<Promise<unknown>>();
   private readonly announceOpts: AnnounceOptions | false;
+  /** Runs arping off the event loop's fork path (see arping-worker.ts); only when announcing. */
+  private readonly arping: ArpingWorker | undefined;
 
   private constructor(
     private readonly rt: NetlinkTransport,
@@ -69,6 +72,9 @@ export class VipBinder {
     this.ifindex = ifindex;
     this.owned = owned;
     this.announceOpts = opts.announce === false ? false : { ...defaultAnnounce, ...opts.announce };
+    this.arping = this.announceOpts ? new ArpingWorker(opts.interface, this.announceOpts.arping) : undefined;
+    // Started now: the first takeover must not pay for a fork of the daemon.
+    this.arping?.start();
   }
 
   static async open(opts: VipBinderOptions): Promise<VipBinder> {
@@ -260,6 +266,15 @@ export class VipBinder {
     this.startAnnounce(vipOf(address).text);
   }
 
+  /**
+   * `count` gratuitous ARPs for a bound IPv4 address, now, whatever the configured announcement (the VRRP
+   * re-announcement sends one). Never throws; errors are in the result.
+   */
+  gratuitousArp(address: string, count = 1): Promise<{ sent: number; errors: string[] }> {
+    const opts = this.announceOpts || defaultAnnounce;
+    return gratuitousArp(this.interface, vipOf(address).text, { ...opts, count }, this.aborter.signal, this.arping ? (a) => this.arping!.send(a) : undefined).catch((e: unknown) => ({ sent: 0, errors: [(e as Error).message] }));
+  }
+
   /** Starts the link watch; events go to opts.onEvent. */
   async watch(): Promise<void> {
     if (this.watcher) return;
@@ -282,6 +297,7 @@ export class VipBinder {
   /** Stops the watch and pending announcements; leaves every address where it is. */
   async close(): Promise<void> {
     this.aborter.abort();
+    this.arping?.close();
     this.watcher?.close();
     this.watcher = undefined;
     await Promise.allSettled([...this.announcing]);
@@ -354,7 +370,7 @@ export class VipBinder {
   private startAnnounce(address: string): void {
     const opts = this.announceOpts;
     if (!opts || vipOf(address).family !== 4) return;
-    const p = gratuitousArp(this.interface, address, opts, this.aborter.signal).then(
+    const p = gratuitousArp(this.interface, address, opts, this.aborter.signal, this.arping ? (a) => this.arping!.send(a) : undefined).then(
       (r) => this.emit({ type: 'announced', address, sent: r.sent, errors: r.errors }),
       (e: unknown) => this.emit({ type: 'announced', address, sent: 0, errors: [(e as Error).message] }),
     );

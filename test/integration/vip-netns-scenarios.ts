@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
 import { JsonFileOwnership, MemoryOwnership, VipBinder, type VipEvent } from '../../src/vip/index.js';
+import { ArpingWorker } from '../../src/vip/arping-worker.js';
 
 const IF = 'v0';
 
@@ -188,6 +189,49 @@ const scenarios: Record<string, (dir: string) => Promise<void>> = {
       assert.match(neigh, new RegExp(`^192\\.0\\.2\\.50 lladdr ${mac}`, 'm'));
       await b.close();
     } finally {
+      peer.kill();
+      await peer.catch(() => undefined);
+    }
+  },
+
+  async 'arping-worker-announces-reports-and-outlives-its-shell'() {
+    // The daemon's arping runs go through one long-lived shell (src/vip/arping-worker.ts). The peer's
+    // neighbour table is the oracle, as above; the shell is killed in between, as a stray kill would.
+    const peer: ResultPromise = execa('unshare', ['-n', 'sleep', '30']);
+    const w = new ArpingWorker(IF);
+    try {
+      await sleep(100);
+      const ns = `/proc/${peer.pid}/ns/net`;
+      const inPeer = (...args: string[]) => execa('nsenter', [`--net=${ns}`, ...args]);
+      await ip('link', 'add', IF, 'type', 'veth', 'peer', 'name', 'v1');
+      await ip('link', 'set', 'v1', 'netns', String(peer.pid));
+      await ip('link', 'set', IF, 'up');
+      await inPeer('ip', 'link', 'set', 'v1', 'up');
+      await inPeer('ip', 'addr', 'add', '192.0.2.2/24', 'dev', 'v1');
+      await inPeer('sysctl', '-qw', 'net.ipv4.conf.v1.arp_accept=1');
+      await ip('addr', 'add', '192.0.2.60/32', 'dev', IF);
+      await ip('addr', 'add', '192.0.2.61/32', 'dev', IF);
+      const mac = (JSON.parse(await ip('-j', 'link', 'show', IF)) as { address: string }[])[0]!.address;
+      const neigh = async () => (await inPeer('ip', 'neigh', 'show', 'dev', 'v1')).stdout;
+      w.start();
+      const first = w.pid;
+      assert.ok(first, 'the shell runs before the first request');
+      // Concurrent requests, each answered on its own: one fine, one arping refuses (not our address), one invalid.
+      assert.deepEqual(await Promise.all([w.send('192.0.2.60'), w.send('192.0.2.99'), w.send('2001:db8::1')]), [
+        undefined,
+        'arping: bind: Cannot assign requested address (exit 2)',
+        'address: must be an IPv4 address for gratuitous ARP (got "2001:db8::1")',
+      ]);
+      assert.match(await neigh(), new RegExp(`^192\\.0\\.2\\.60 lladdr ${mac}`, 'm'));
+      process.kill(first, 'SIGKILL');
+      await waitFor('the shell gone', () => w.pid === undefined);
+      assert.equal(await w.send('192.0.2.61'), undefined);
+      assert.notEqual(w.pid, first);
+      assert.match(await neigh(), new RegExp(`^192\\.0\\.2\\.61 lladdr ${mac}`, 'm'));
+      w.close();
+      assert.equal(await w.send('192.0.2.61'), 'arping worker closed');
+    } finally {
+      w.close();
       peer.kill();
       await peer.catch(() => undefined);
     }

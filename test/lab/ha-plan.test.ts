@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { deletionTimes } from '../../bench/failover.bench.js';
 import { activeActiveGroups, checkHaSpec, haDaemonConfig, haService, haTopology, HA_HOSTS, parseSnapshot } from '../../lab/ha/index.js';
-import { firstLogAfter, linkDownTimes } from '../../lab/ha/failover.js';
+import { firstLogAfter, linkDownTimes, neighbourTimes } from '../../lab/ha/failover.js';
 import { parseProberArgs } from '../../lab/ha/prober.js';
 import { checkTopology } from '../../lab/vm/index.js';
 import { parseConfigText } from '../../src/config/load.js';
@@ -117,6 +117,16 @@ none
 [2026-12-01T19:45:00.000250] 2: eth0@if7: <BROADCAST,MULTICAST> mtu 1500 qdisc noqueue state DOWN group default
 `;
     assert.deepEqual(linkDownTimes(log), [Date.parse('2026-12-01T19:44:00.100Z'), Date.parse('2026-12-01T19:45:00.000Z') + 0.25]);
+  });
+
+  it('reads when the router\'s neighbour entry for the VIP moved to the new master from ip -ts monitor neigh', () => {
+    const log = `[2026-12-01T21:25:10.100000] 192.0.2.10 dev eth0 lladdr a2:b9:de:a6:18:64 REACHABLE
+[2026-12-01T21:25:11.064800] 192.0.2.10 dev eth0 lladdr f2:69:96:c0:18:bb STALE
+[2026-12-01T21:25:11.200000] 192.0.2.100 dev eth0 lladdr f2:69:96:c0:18:bb STALE
+[2026-12-01T21:25:12.000000] 192.0.2.10 dev eth0  FAILED
+`;
+    assert.deepEqual(neighbourTimes(log, '192.0.2.10', 'F2:69:96:C0:18:BB'), [Date.parse('2026-12-01T21:25:11.064Z') + 0.8]);
+    assert.deepEqual(neighbourTimes(log, '192.0.2.1', 'f2:69:96:c0:18:bb'), []);
   });
 
   it('the prober refuses bad arguments', () => {
