@@ -13,9 +13,11 @@ import type { Config, LogLevel } from './config/types.js';
 import { daemonApiState, withHealth } from './daemon/api-state.js';
 import { DesiredOnlyDataPlane, type DataPlane, type DataPlaneHooks } from './daemon/dataplane.js';
 import { Metrics } from './daemon/metrics.js';
-import { desiredState } from './model/desired.js';
-import type { DesiredState } from './model/types.js';
+import { DesiredFeed } from './daemon/desired-feed.js';
+import type { ModelInputs } from './model/desired.js';
+import type { ModelProblem } from './model/types.js';
 import { DrPathKernel, HealthMonitor, type BackendsChange } from './health/index.js';
+import type { Change } from './ipam/types.js';
 import { DurableIpam } from './store/allocator.js';
 import { LedgerError } from './store/errors.js';
 import { createLogger, type Logger } from './util/log.js';
@@ -27,6 +29,7 @@ import { EventRecorder } from './watcher/events.js';
 import { LeaderElector } from './watcher/lease.js';
 import { isOurService } from './watcher/ours.js';
 import { ProblemEvents } from './watcher/problems.js';
+import { SliceIndex } from './watcher/slice-index.js';
 import { StatusWriter } from './watcher/status.js';
 import { groupForVip } from './vrrp/groups.js';
 
@@ -55,11 +58,16 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   log.info({ config: o.configPath, host: config.hostName }, 'starting');
 
   mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
+  // Set once the desired-state feed exists: a Service whose addresses change is recomputed on its own.
+  let noteAllocations: (changes: readonly Change[]) => void = () => undefined;
   let ipam: DurableIpam;
   try {
     ipam = DurableIpam.open({
       path: join(config.stateDir, 'ledger.sqlite'), host: config.hostName, pools: config.pools, now: Date.now(), quarantineSeconds: config.ipam.releaseQuarantineSeconds,
-      onCommit: (changes) => metrics.observeChanges(changes),
+      onCommit: (changes) => {
+        metrics.observeChanges(changes);
+        noteAllocations(changes);
+      },
     });
   } catch (err) {
     log.fatal({ err: (err as Error).message }, 'cannot open the allocation ledger');
@@ -87,29 +95,55 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   const startedAtMs = Date.now();
   const startedAt = new Date(startedAtMs).toISOString();
   const problems = new Map<string, string[]>();
-  let desiredTimer: NodeJS.Timeout | undefined;
-  let lastComputeMs = 0;
+  const describeProblems = (list: readonly ModelProblem[]) => list.map((p) => `${p.reason}: ${p.message}`);
   // Until every informer has listed once and the ledger is re-confirmed, a desired state would lack nodes or
-  // Services and the kernel would lose real servers it still serves: nothing reaches the data plane before.
-  let desiredReady = false;
-  const recomputeDesired = () => {
-    if (desiredTimer || !desiredReady) return;
-    // The window grows with the cost of a computation (10,000 Services x 500 nodes takes a while), so a burst
-    // of changes spends at most a third of the CPU recomputing and the rest on the work itself.
-    desiredTimer = setTimeout(() => {
-      desiredTimer = undefined;
-      const t0 = performance.now();
-      const d = computeDesired();
-      problems.clear();
-      for (const p of d.problems) problems.set(p.service, [...(problems.get(p.service) ?? []), `${p.reason}: ${p.message}`]);
-      problemEvents.update(d.problems);
-      dataPlane.update(d);
-      lastComputeMs = performance.now() - t0;
-      log.debug({ virtualServices: d.virtualServices.length, realServers: d.virtualServices.reduce((n, v) => n + v.realServers.length, 0), ms: Math.round(lastComputeMs) }, 'desired state computed');
-    }, Math.max(config.reconcile.coalesceMs, 2 * lastComputeMs));
-  };
+  // Services and the kernel would lose real servers it still serves: nothing reaches the data plane before
+  // feed.start().
+  const slices = new SliceIndex();
+  const feed: DesiredFeed = new DesiredFeed({
+    inputs: () => modelInputs(),
+    source: {
+      service: (id) => {
+        const slash = id.indexOf('/');
+        const svc = cluster.services.get(id.slice(0, slash), id.slice(slash + 1));
+        return svc && isOurService(svc, config.kubernetes) ? svc : undefined;
+      },
+      slices: (id) => slices.of(id),
+      allocations: (uid) => ipam.ipam.allocationsOf(uid).map((a) => ({ address: a.address, pool: a.pool })),
+    },
+    health: { setCandidates: (v) => health.setCandidates(v), apply: (c) => health.apply(c), patchCandidates: (set, remove) => health.patchCandidates(set, remove) },
+    dataPlane,
+    onProblems: (all, some) => {
+      if (all) {
+        problems.clear();
+        for (const p of all) problems.set(p.service, [...(problems.get(p.service) ?? []), `${p.reason}: ${p.message}`]);
+        problemEvents.update(all);
+      }
+      if (some) {
+        for (const [id, list] of some) {
+          if (list.length === 0) problems.delete(id);
+          else problems.set(id, describeProblems(list));
+        }
+        problemEvents.updateFor(some);
+      }
+    },
+    coalesceMs: () => config.reconcile.coalesceMs,
+    log,
+  });
+  noteAllocations = (changes) => feed.servicesChanged(changes.flatMap((c) => (c.kind === 'unquarantine' ? [] : [`${c.allocation.namespace}/${c.allocation.name}`])));
+  const recomputeDesired = () => feed.everything();
+  const serviceId = (o: { metadata?: { namespace?: string; name?: string } } | undefined) => (o?.metadata?.name === undefined ? undefined : `${o.metadata.namespace ?? ''}/${o.metadata.name}`);
+  const idsOf = (...objs: Array<{ metadata?: { namespace?: string; name?: string } } | undefined>) => objs.map(serviceId).filter((x): x is string => x !== undefined);
 
-  const cluster = new ClusterWatcher(clients, log, { service: (_t, svc, old) => controller.noteService(svc, old), allServices: () => controller.schedule(true), changed: recomputeDesired }, { resyncSeconds: config.kubernetes.resyncSeconds });
+  const cluster = new ClusterWatcher(clients, log, {
+    service: (_t, svc, old) => {
+      controller.noteService(svc, old);
+      feed.servicesChanged(idsOf(svc, old));
+    },
+    endpointSlice: (t, slice, old) => feed.servicesChanged(slices.note(t, slice, old)),
+    allServices: () => controller.schedule(true),
+    everything: recomputeDesired,
+  }, { resyncSeconds: config.kubernetes.resyncSeconds });
   const elector = new LeaderElector({
     api: clients.coordination, namespace: config.kubernetes.lease.namespace, name: config.kubernetes.lease.name,
     identity: config.hostName, durationSeconds: config.kubernetes.lease.durationSeconds,
@@ -128,7 +162,6 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   const controller = new AllocationController({
     config, ipam, cluster, status, events, log,
     isLeader: () => elector.leadsNow(), term: () => elector.status.term,
-    onAllocationsChanged: recomputeDesired,
     onDecisions: (ms, n) => {
       for (let i = 0; i < n; i++) metrics.decisionSeconds.observe(ms / 1000);
     },
@@ -150,20 +183,14 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     onProbe: (kind, outcome) => metrics.healthProbeSeconds.observe({ kind }, outcome.latencyMs / 1000),
   });
 
-  function computeDesired(): DesiredState {
-    const candidates = computeCandidates();
-    health.setCandidates(candidates.virtualServices);
-    return health.apply(candidates);
-  }
-
-  function computeCandidates(): DesiredState {
+  function modelInputs(): ModelInputs {
     const allocations = new Map<string, { address: string; pool: string }[]>();
     for (const uid of ipam.ipam.uids()) allocations.set(uid, ipam.ipam.allocationsOf(uid).map((a) => ({ address: a.address, pool: a.pool })));
-    return desiredState({
+    return {
       services: cluster.services.list().filter((s) => isOurService(s, config.kubernetes)),
       nodes: cluster.nodes.list(), endpointSlices: cluster.endpointSlices.list(), allocations, config, now: Date.now(),
       vrrpGroupOf: (vip, pool) => (config.vrrp.enabled ? groupForVip(vip, config.pools.find((p) => p.name === pool)?.vrrpGroup, config.vrrp.groups.map((g) => g.name)) : undefined),
-    });
+    };
   }
 
   const healthOf = (node: string, vsKey: string) => health.view(node, vsKey);
@@ -238,8 +265,8 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
       state: daemonApiState({
         config: () => config, ipam, cluster, dataPlane, metrics: () => metrics,
         reconcile: async () => {
-          if (!desiredReady) throw Object.assign(new Error('the daemon is still starting (no complete view of the cluster yet); nothing was reconciled'), { statusCode: 503 });
-          dataPlane.update(computeDesired());
+          if (!feed.started) throw Object.assign(new Error('the daemon is still starting (no complete view of the cluster yet); nothing was reconciled'), { statusCode: 503 });
+          feed.rebuildNow();
           return dataPlane.reconcileNow();
         },
         reload, problemsOf: (s) => problems.get(s) ?? [],
@@ -284,11 +311,9 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     } catch (err) {
       log.error({ err: (err as Error).message }, 'could not expire quarantines');
     }
-    // NotReady grace periods end with time alone: recompute even without an event.
-    recomputeDesired();
   }, 5000);
   const resyncTimer = setInterval(() => {
-    if (desiredReady) void dataPlane.reconcileNow().catch((err) => log.error({ err: String(err) }, 'periodic reconcile failed'));
+    if (feed.started) void dataPlane.reconcileNow().catch((err) => log.error({ err: String(err) }, 'periodic reconcile failed'));
   }, config.reconcile.resyncSeconds * 1000);
 
   const started = (async () => {
@@ -296,8 +321,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     // allocate, so a lone host does not wait for the first pass after start-up.
     await new Promise((r) => setTimeout(r, 200));
     await controller.start();
-    desiredReady = true;
-    dataPlane.update(computeDesired());
+    feed.start();
     await dataPlane.reconcileNow();
     if (process.env.NOTIFY_SOCKET) await execa('systemd-notify', ['--ready', `--pid=${process.pid}`], { reject: false });
     log.info('ready');
@@ -315,7 +339,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   process.off('SIGHUP', onHup);
   clearInterval(expireTimer);
   clearInterval(resyncTimer);
-  clearTimeout(desiredTimer);
+  feed.stop();
   await Promise.race([started, new Promise((r) => setTimeout(r, 2000))]);
   await elector.stop();
   log.debug('lease released');

@@ -4,6 +4,7 @@ import type { VirtualServiceView, VrrpGroupView } from '../api/state.js';
 import type { Config } from '../config/types.js';
 import type { DesiredState } from '../model/types.js';
 import type { SysctlFinding } from '../sysctl/index.js';
+import { DesiredIndex, type DesiredPatch } from './desired-index.js';
 
 export interface ReconcileResult {
   operations: number;
@@ -33,8 +34,11 @@ export interface DataPlaneHealth {
 
 export interface DataPlane {
   start(): Promise<void>;
-  /** The latest desired state; applied after the coalescing window. */
+  /** The latest desired state, whole; applied after the coalescing window. */
   update(desired: DesiredState): void;
+  /** A change of some keys of the desired state (after a first update()); applied the same way, at the cost
+   * of the changed entries only. */
+  patch(changes: DesiredPatch): void;
   reconcileNow(): Promise<ReconcileResult>;
   reconfigure(config: Config): Promise<void>;
   health(): DataPlaneHealth;
@@ -52,11 +56,16 @@ export interface DataPlane {
  * and reports that the kernel is not programmed.
  */
 export class DesiredOnlyDataPlane implements DataPlane {
-  private desired: DesiredState = { virtualServices: [], problems: [] };
+  private readonly desired = new DesiredIndex(() => '');
   private updates = 0;
   async start(): Promise<void> {}
   update(desired: DesiredState): void {
-    this.desired = desired;
+    this.desired.replace(desired.virtualServices);
+    this.updates++;
+  }
+  patch(changes: DesiredPatch): void {
+    if (this.updates === 0) return;
+    this.desired.patch(changes);
     this.updates++;
   }
   async reconcileNow(): Promise<ReconcileResult> {
@@ -67,7 +76,7 @@ export class DesiredOnlyDataPlane implements DataPlane {
     return { kernel: true, reconciledOnce: this.updates > 0, messages: ['data plane disabled (--no-kernel): the kernel is not programmed'] };
   }
   async virtualServices(): Promise<VirtualServiceView[]> {
-    return this.desired.virtualServices.map((v) => ({
+    return this.desired.list().map((v) => ({
       key: v.key, vip: v.vip, protocol: v.protocol, port: v.port, scheduler: v.scheduler, forwarding: v.forwarding, service: v.service, owned: true,
       realServers: v.realServers.map((r) => ({ address: r.address, port: r.port, node: r.node, weight: r.weight, state: r.state, health: 'unknown' as const })),
     }));

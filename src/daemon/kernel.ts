@@ -3,7 +3,7 @@
 // groups this host is MASTER of (decision 2 in DESIGN.md), or all of them when VRRP is off.
 import { join } from 'node:path';
 import type { VirtualServiceView, VrrpGroupView } from '../api/state.js';
-import type { Config, Forwarding } from '../config/types.js';
+import type { Config } from '../config/types.js';
 import { IpvsClient, type ServiceWithDests } from '../ipvs/index.js';
 import type { Stats } from '../ipvs/types.js';
 import type { DesiredState } from '../model/types.js';
@@ -15,6 +15,7 @@ import { JsonFileOwnership, VipBinder } from '../vip/index.js';
 import { VrrpController } from '../vrrp/index.js';
 import type { SyncMode } from '../vrrp/index.js';
 import type { DataPlane, DataPlaneHealth, DataPlaneHooks, ReconcileResult } from './dataplane.js';
+import { DesiredIndex, type DesiredPatch, type IndexChange } from './desired-index.js';
 
 export function makeKernelDataPlane(config: Config, log: Logger, hooks: DataPlaneHooks = {}): DataPlane {
   return new KernelDataPlane(config, log, hooks);
@@ -39,12 +40,11 @@ export class KernelDataPlane implements DataPlane {
   private binder: VipBinder | undefined;
   private vrrpController: VrrpController | undefined;
   private reconciler: Reconciler | undefined;
-  private desired: DesiredState = { virtualServices: [], problems: [] };
+  /** The desired virtual services, with their VIPs by VRRP group ('' when VRRP is off) and forwarding methods. */
+  private readonly desired = new DesiredIndex((v) => (this.config.vrrp.enabled ? (v.vrrpGroup ?? NO_GROUP) : NO_GROUP));
   /** No pass runs before the first desired state: an empty one would remove every owned service (fail static
    * while start-up still waits for the Kubernetes API). */
   private haveDesired = false;
-  /** Desired VIPs by VRRP group ('' when VRRP is off). */
-  private vipsByGroup = new Map<string, Set<string>>();
   private readonly masterOf = new Set<string>();
   private readonly since = new Map<string, { state: string; at: string; transitions: number }>();
   private vipChain: Promise<void> = Promise.resolve();
@@ -52,8 +52,6 @@ export class KernelDataPlane implements DataPlane {
   private startError: string | undefined;
   private sysctls: SysctlFinding[] = [];
   private sysctlReport = '';
-  /** Forwarding methods the desired state uses (annotations may pick one no pool names). */
-  private forwardingInUse = new Set<Forwarding>();
 
   constructor(private config: Config, private readonly log: Logger, private readonly hooks: DataPlaneHooks = {}) {}
 
@@ -61,7 +59,7 @@ export class KernelDataPlane implements DataPlane {
   private refreshSysctls(): void {
     let r;
     try {
-      r = reconcileHostSysctls(sysctlNeeds(this.config, this.forwardingInUse), { manage: this.config.sysctl.manage });
+      r = reconcileHostSysctls(sysctlNeeds(this.config, this.desired.forwardings()), { manage: this.config.sysctl.manage });
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'could not check the host\'s sysctls');
       return;
@@ -127,21 +125,24 @@ export class KernelDataPlane implements DataPlane {
   }
 
   update(desired: DesiredState): void {
-    this.desired = desired;
     this.haveDesired = true;
-    const byGroup = new Map<string, Set<string>>();
-    for (const v of desired.virtualServices) {
-      const g = this.config.vrrp.enabled ? (v.vrrpGroup ?? NO_GROUP) : NO_GROUP;
-      if (!byGroup.has(g)) byGroup.set(g, new Set());
-      byGroup.get(g)!.add(v.vip);
-    }
-    this.vipsByGroup = byGroup;
-    const methods = new Set(desired.virtualServices.map((v) => v.forwarding));
-    const newMethod = [...methods].some((m) => !this.forwardingInUse.has(m));
-    this.forwardingInUse = methods;
-    if (newMethod && this.client) this.refreshSysctls();
-    this.reconciler?.update(desired.virtualServices, desired.virtualServices.map((v) => v.vip));
-    void this.queueVipSync();
+    const change = this.desired.replace(desired.virtualServices);
+    this.followed(change);
+    this.reconciler?.update(desired.virtualServices, this.desired.vips());
+  }
+
+  patch(changes: DesiredPatch): void {
+    // Before the first whole state there is nothing to patch: update() starts the data plane.
+    if (!this.haveDesired) return;
+    const change = this.desired.patch(changes);
+    this.followed(change);
+    this.reconciler?.patch(changes, change.vipsChanged ? this.desired.vips() : undefined);
+  }
+
+  /** Host settings for a new forwarding method; VIP binding when the VIPs changed. */
+  private followed(change: IndexChange): void {
+    if (change.newForwarding && this.client) this.refreshSysctls();
+    if (change.vipsChanged) void this.queueVipSync();
   }
 
   /** Bound VIPs follow the desired set for the groups we are master of; everything else is released. */
@@ -150,7 +151,7 @@ export class KernelDataPlane implements DataPlane {
       const b = this.binder;
       if (!b) return;
       const want = new Set<string>();
-      for (const g of this.masterOf) for (const v of this.vipsByGroup.get(g) ?? []) want.add(v);
+      for (const g of this.masterOf) for (const v of this.desired.vipsOf(g)) want.add(v);
       // Batched: a takeover binds every VIP of its groups at once (one ownership write, netlink batches),
       // so the first GARP does not wait for the last address.
       const wanted = [...want];
@@ -207,7 +208,7 @@ export class KernelDataPlane implements DataPlane {
     const b = this.binder;
     if (!b || this.config.vrrp.garpRepeat === 0 || !this.masterOf.has(group)) return;
     const owned = new Set(b.ownedAddresses());
-    const vips = [...(this.vipsByGroup.get(group) ?? [])].filter((v) => owned.has(v) && !v.includes(':'));
+    const vips = this.desired.vipsOf(group).filter((v) => owned.has(v) && !v.includes(':'));
     this.log.info({ group, vips }, `group ${group}: a lower-priority router advertised as master; VIPs announced again`);
     for (const vip of vips) {
       void b.gratuitousArp(vip).then((r) => {
@@ -232,7 +233,6 @@ export class KernelDataPlane implements DataPlane {
     if (!this.reconciler) return { operations: 0, errors: this.startError ? 1 : 0, durationMs: 0 };
     this.refreshSysctls();
     if (!this.haveDesired) return { operations: 0, errors: 0, durationMs: 0 };
-    this.reconciler.update(this.desired.virtualServices, this.desired.virtualServices.map((v) => v.vip));
     return result(await this.reconciler.reconcileNow({ read: true }));
   }
 
@@ -257,13 +257,12 @@ export class KernelDataPlane implements DataPlane {
     // Every counter of every real server (the API and /metrics show them), so one destination dump per
     // service; table() is the cheap read for the reconciler, which needs no counters.
     const snapshot: ServiceWithDests[] = await this.client.snapshot();
-    const byKey = new Map(this.desired.virtualServices.map((v) => [v.key, v]));
     const views: VirtualServiceView[] = [];
     for (const s of snapshot) {
       if (s.service.address === undefined || s.service.protocol === undefined) continue;
       const proto = s.service.protocol.toUpperCase();
       const key = `${proto}/${s.service.address.includes(':') ? `[${s.service.address}]` : s.service.address}:${s.service.port}`;
-      const want = byKey.get(key);
+      const want = this.desired.get(key);
       const nodes = new Map(want?.realServers.map((r) => [r.address, r]) ?? []);
       views.push({
         key, vip: vipOfKey(key), protocol: proto, port: s.service.port, scheduler: s.service.scheduler,
@@ -284,7 +283,7 @@ export class KernelDataPlane implements DataPlane {
     const groups = this.vrrpController.state.groups;
     return Object.entries(groups).map(([name, g]) => ({
       name, state: g.phase, since: this.since.get(name)?.at ?? null, transitions: this.since.get(name)?.transitions ?? 0,
-      vips: [...(this.vipsByGroup.get(name) ?? [])].sort(),
+      vips: this.desired.vipsOf(name).sort(),
     }));
   }
 

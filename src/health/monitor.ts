@@ -79,6 +79,8 @@ interface HttpEntry {
 
 const iso = (ms: number | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
 const HTTP = 'h:';
+/** How soon the probe plan follows candidates changed by patchCandidates(). */
+const REPLAN_MS = 500;
 const LANE = 'd:';
 
 export class HealthMonitor {
@@ -103,6 +105,10 @@ export class HealthMonitor {
   private timer: NodeJS.Timeout | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
+  /** When deadlineTimer fires (the earliest drain grace end it was armed for). */
+  private deadlineAt: number | undefined;
+  /** A probe plan rebuild after patchCandidates(), once per burst. */
+  private replanTimer: NodeJS.Timeout | undefined;
   private running = false;
   private readonly counts: HealthStats['probes'] = {
     'kube-proxy': { success: 0, failure: 0, inconclusive: 0 },
@@ -150,6 +156,7 @@ export class HealthMonitor {
     clearTimeout(this.timer);
     clearTimeout(this.drainTimer);
     clearTimeout(this.deadlineTimer);
+    clearTimeout(this.replanTimer);
     await this.kernelSync.catch(() => undefined);
     this.kernel?.close();
   }
@@ -157,6 +164,8 @@ export class HealthMonitor {
   /** The candidate virtual services (model output before health): what is probed follows them. */
   setCandidates(vss: readonly DesiredVirtualService[]): void {
     if (!this.running) return;
+    clearTimeout(this.replanTimer);
+    this.replanTimer = undefined;
     const hc = this.hc;
     this.candidates = new Map(vss.map((v) => [v.key, v]));
     const drOn = hc.enabled && hc.drPathCheck && this.kernel !== undefined;
@@ -421,11 +430,67 @@ export class HealthMonitor {
     this.lifecycle = r.lifecycle;
     for (const key of [...this.drained.keys()]) if (!this.lifecycle.has(key)) this.drained.delete(key);
     clearTimeout(this.deadlineTimer);
-    if (r.nextDeadline !== undefined && this.running) this.deadlineTimer = setTimeout(() => this.o.onChange(), Math.max(10, r.nextDeadline - now + 10));
+    this.deadlineAt = undefined;
+    this.armDeadline(r.nextDeadline, now);
     const t = backendTransitions(this.healthyBackends, r.desired.virtualServices, (vs) => this.reasonsOf(vs), (vs) => this.candidates.get(vs.key)?.realServers.length ?? 0);
     this.healthyBackends = t.next;
     if (t.changes.length > 0) this.o.onBackends?.(t.changes);
     return r.desired;
+  }
+
+  /**
+   * Some candidates changed (`set`, by key) or went (`remove`), the rest did not: verdicts are applied to the
+   * changed ones only, with the same lifecycle and Events as apply(), so one new Service costs its own real
+   * servers. What is probed follows within REPLAN_MS, one plan rebuild for a burst of changes; until then a
+   * new virtual service has no verdicts of its own (optimistic start, as after setCandidates()).
+   */
+  patchCandidates(set: readonly DesiredVirtualService[], remove: readonly string[]): DesiredVirtualService[] {
+    if (!this.running) return [...set];
+    for (const k of remove) this.candidates.delete(k);
+    for (const v of set) this.candidates.set(v.key, v);
+    this.replanTimer ??= setTimeout(() => {
+      this.replanTimer = undefined;
+      if (this.running) this.setCandidates([...this.candidates.values()]);
+    }, REPLAN_MS);
+    const keys = new Set<string>(remove);
+    for (const v of set) keys.add(v.key);
+    for (const k of remove) this.healthyBackends.delete(k);
+    for (const pair of [...this.lifecycle.keys()]) if (keys.has(splitPair(pair)[1])) this.lifecycle.delete(pair);
+    if (!this.hc.enabled) return [...set];
+    const now = this.now();
+    this.suspectNow = this.drSuspect();
+    const r = applyHealth({ virtualServices: [...set], problems: [] }, {
+      verdict: (node, vs) => this.verdict(node, vs),
+      suspectNodes: this.suspectNodes(),
+      lifecycle: this.lifecycle,
+      drained: (pair, since) => (this.drained.get(pair) ?? 0) > since,
+      now,
+      graceMs: this.hc.drainGraceSeconds * 1000,
+    });
+    this.suspectNow = undefined;
+    for (const [k, lc] of r.lifecycle) this.lifecycle.set(k, lc);
+    for (const key of [...this.drained.keys()]) if (!this.lifecycle.has(key)) this.drained.delete(key);
+    this.armDeadline(r.nextDeadline, now);
+    const t = backendTransitions(this.healthyBackends, r.desired.virtualServices, (vs) => this.reasonsOf(vs), (vs) => this.candidates.get(vs.key)?.realServers.length ?? 0);
+    for (const v of set) {
+      const healthy = t.next.get(v.key);
+      if (healthy === undefined) this.healthyBackends.delete(v.key);
+      else this.healthyBackends.set(v.key, healthy);
+    }
+    if (t.changes.length > 0) this.o.onBackends?.(t.changes);
+    return r.desired.virtualServices;
+  }
+
+  /** A pass is due when a drain grace period ends; an earlier deadline replaces a later one. */
+  private armDeadline(deadline: number | undefined, now: number): void {
+    if (deadline === undefined || !this.running) return;
+    if (this.deadlineAt !== undefined && this.deadlineAt <= deadline) return;
+    clearTimeout(this.deadlineTimer);
+    this.deadlineAt = deadline;
+    this.deadlineTimer = setTimeout(() => {
+      this.deadlineAt = undefined;
+      this.o.onChange();
+    }, Math.max(10, deadline - now + 10));
   }
 
   private reasonsOf(vs: DesiredVirtualService): string[] {

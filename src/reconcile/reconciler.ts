@@ -93,7 +93,8 @@ export class Reconciler {
    * lists) must not be changed afterwards: a new state comes as new objects, unchanged ones may be reused. */
   update(desired: readonly DesiredVirtualService[], allocatedVips: Iterable<string>): void {
     this.desired = desired;
-    this.byKey = undefined;
+    // Keyed now (the full path is linear anyway), so the patches that follow cost their own entries.
+    this.byKey = new Map(desired.map((v) => [v.key, v]));
     this.dirty = 'all';
     this.allocatedVips = allocatedVips;
     this.vips = undefined;
@@ -169,7 +170,14 @@ export class Reconciler {
     this.draining = undefined;
   }
 
-  private isOwned = (key: string): boolean => this.o.owned.has(key) || (this.vips ??= new Set(this.allocatedVips)).has(vipOfKey(key));
+  private isOwned = (key: string): boolean => this.o.owned.has(key) || this.vipSet().has(vipOfKey(key));
+
+  /** The allocated VIPs as a set: the caller's own when it gave one (a live view), else built once. */
+  private vipSet(): { has(vip: string): boolean } {
+    const given = this.allocatedVips as Partial<ReadonlySet<string>>;
+    if (typeof given.has === 'function') return given as ReadonlySet<string>;
+    return (this.vips ??= new Set(this.allocatedVips));
+  }
 
   /** Forgets the remembered table: the next pass reads the kernel and compares every entry. */
   private forget(): void {

@@ -54,8 +54,13 @@ export interface ClusterEvents {
   service?: (type: ChangeType, svc: V1Service, old: V1Service | undefined) => void;
   /** Every Service needs a fresh look: the Services were (re)listed, or Namespace labels changed. */
   allServices?: () => void;
+  /** An EndpointSlice was added, changed or deleted (deleted: the last known object). */
+  endpointSlice?: (type: ChangeType, slice: V1EndpointSlice, old: V1EndpointSlice | undefined) => void;
   /** Anything changed that may alter the desired kernel state. */
   changed?: () => void;
+  /** A change that may alter every Service's part of it (a Node, a Namespace, a relist): `changed` too, but
+   * without a per-object callback that says which Services it concerns. */
+  everything?: () => void;
 }
 
 export class ClusterWatcher {
@@ -68,9 +73,13 @@ export class ClusterWatcher {
 
   constructor(clients: KubeClients, log: Logger, events: ClusterEvents, opts: ClusterWatcherOptions = { resyncSeconds: 300 }) {
     const changed = () => events.changed?.();
+    const everything = () => {
+      events.everything?.();
+      changed();
+    };
     const allServices = () => {
       events.allServices?.();
-      changed();
+      everything();
     };
     const onSynced = (kind: string, signal: () => void) => () => {
       this.synced.add(kind);
@@ -92,13 +101,17 @@ export class ClusterWatcher {
       ...common, kind: 'Node', path: '/api/v1/nodes',
       list: ({ timeoutMs, signal, ...o }) => clients.core.listNode(o, requestTimeout(timeoutMs, undefined, signal)),
       trim: trimNode, equivalent: sameContent,
-      onChange: changed, onSynced: onSynced('Node', changed),
+      onChange: everything, onSynced: onSynced('Node', everything),
     });
     this.endpointSlices = new Reflector<V1EndpointSlice>({
       ...common, kind: 'EndpointSlice', path: '/apis/discovery.k8s.io/v1/endpointslices',
       list: ({ timeoutMs, signal, ...o }) => clients.discovery.listEndpointSliceForAllNamespaces(o, requestTimeout(timeoutMs, undefined, signal)),
       trim: trimEndpointSlice, equivalent: sameContent,
-      onChange: changed, onSynced: onSynced('EndpointSlice', changed),
+      onChange: (t, slice, old) => {
+        events.endpointSlice?.(t, slice, old);
+        changed();
+      },
+      onSynced: onSynced('EndpointSlice', everything),
     });
     this.namespaces = new Reflector<V1Namespace>({
       ...common, kind: 'Namespace', path: '/api/v1/namespaces',

@@ -15,21 +15,49 @@ export interface ProblemEventsOptions {
 
 export class ProblemEvents {
   private readonly reported = new Set<string>();
+  /** The reported keys by Service, so an update for a few Services looks at theirs only. */
+  private readonly byService = new Map<string, Set<string>>();
 
   constructor(private readonly o: ProblemEventsOptions) {}
 
+  /** Every current problem (a whole computation). */
   update(problems: readonly ModelProblem[]): void {
     const current = new Set<string>();
-    for (const p of problems) {
-      const key = `${p.service}\n${p.reason}\n${p.message}`;
-      current.add(key);
-      if (this.reported.has(key) || !this.o.isLeader()) continue;
-      const slash = p.service.indexOf('/');
-      const svc = this.o.service(p.service.slice(0, slash), p.service.slice(slash + 1));
-      if (!svc) continue;
-      this.reported.add(key);
-      void this.o.events.record(svc, p.reason, p.message);
+    for (const p of problems) current.add(this.note(p));
+    for (const k of this.reported) if (!current.has(k)) this.forget(k);
+  }
+
+  /** The current problems of some Services only (an incremental computation): the others stay as they were. */
+  updateFor(byService: ReadonlyMap<string, readonly ModelProblem[]>): void {
+    if (byService.size === 0) return;
+    const current = new Set<string>();
+    for (const list of byService.values()) for (const p of list) current.add(this.note(p));
+    for (const id of byService.keys()) {
+      const keys = this.byService.get(id);
+      if (!keys) continue;
+      for (const k of keys) if (!current.has(k)) this.forget(k);
     }
-    for (const k of this.reported) if (!current.has(k)) this.reported.delete(k);
+  }
+
+  private forget(key: string): void {
+    this.reported.delete(key);
+    const id = key.slice(0, key.indexOf('\n'));
+    const keys = this.byService.get(id);
+    keys?.delete(key);
+    if (keys?.size === 0) this.byService.delete(id);
+  }
+
+  private note(p: ModelProblem): string {
+    const key = `${p.service}\n${p.reason}\n${p.message}`;
+    if (this.reported.has(key) || !this.o.isLeader()) return key;
+    const slash = p.service.indexOf('/');
+    const svc = this.o.service(p.service.slice(0, slash), p.service.slice(slash + 1));
+    if (!svc) return key;
+    this.reported.add(key);
+    let keys = this.byService.get(p.service);
+    if (!keys) this.byService.set(p.service, (keys = new Set()));
+    keys.add(key);
+    void this.o.events.record(svc, p.reason, p.message);
+    return key;
   }
 }
