@@ -5,8 +5,9 @@
 //                                        "restoreNs":"NS2","perRuleNs":"NS3"}'
 // Prints one JSON line. In this order:
 //   1. ipvs-lb: the Reconciler (IpvsClient underneath) programs S services × D real servers from empty;
-//   2. one more Service through the same Reconciler (an update pass), three times (the median counts), given
-//      as a whole new desired state (update(), the daemon's path) and then as the new entry alone (patch());
+//   2. one more Service the daemon's way, three times (the median counts): DesiredModel recomputes that
+//      Service alone and the Reconciler gets a patch; then the same with a whole-state rebuild (what a Node
+//      change costs);
 //   3. a no-op resync (reads the whole table, diffs, writes nothing) and a no-op update pass;
 //   4. the same table with one `ipvsadm -R` (the C tool's bulk path), in the fresh namespace restoreNs;
 //   5. one `ipvsadm` process per rule for a sample of rules, extrapolated to the table (the seed controller's
@@ -20,7 +21,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import type { V1Node, V1Service } from '@kubernetes/client-node';
+import { parseConfig } from '../src/config/schema.js';
 import { IpvsClient, type IpvsOp } from '../src/ipvs/index.js';
+import type { AllocatedAddress, ModelInputs } from '../src/model/desired.js';
+import { DesiredModel, type ServiceSource } from '../src/model/incremental.js';
 import type { DesiredVirtualService } from '../src/model/types.js';
 import { changedServices, diff, toKernelService } from '../src/reconcile/diff.js';
 import { OwnedServices } from '../src/reconcile/ownership.js';
@@ -69,6 +74,57 @@ export function benchTable(services: number, dests: number, scheduler: string, f
     });
   }
   return out;
+}
+
+/** The model's inputs for the same table, as the daemon would hold them (Services with their addresses,
+ * one Node per real server), growing by one Service per add(). */
+export class BenchWorld {
+  readonly model = new DesiredModel();
+  private readonly services: V1Service[] = [];
+  private readonly nodes: V1Node[];
+  private readonly allocations = new Map<string, AllocatedAddress[]>();
+  private readonly byId = new Map<string, V1Service>();
+  private readonly vipSet = new Set<string>();
+  private readonly config: ModelInputs['config'];
+  readonly source: ServiceSource;
+
+  constructor(services: number, dests: number, scheduler: string) {
+    const parsed = parseConfig({ interface: 'bench0', vrrp: { enabled: false }, scheduler, forwarding: 'dr', pools: [{ name: 'bench', addresses: ['198.18.0.0/15'] }] });
+    if (!parsed.ok) throw new Error(`bench config: ${parsed.problems.join('; ')}`);
+    this.config = parsed.config;
+    this.nodes = Array.from({ length: dests }, (_, d) => ({
+      metadata: { name: `node-${d}` },
+      status: { addresses: [{ type: 'InternalIP', address: nodeOf(d) }], conditions: [{ type: 'Ready', status: 'True' }] },
+    }));
+    for (let i = 0; i < services; i++) this.add();
+    this.source = { service: (id) => this.byId.get(id), slices: () => [], allocations: (uid) => this.allocations.get(uid) };
+  }
+
+  get count(): number {
+    return this.services.length;
+  }
+
+  get vips(): ReadonlySet<string> {
+    return this.vipSet;
+  }
+
+  /** One more Service with its address; returns its `namespace/name`. */
+  add(): string {
+    const i = this.services.length;
+    const svc: V1Service = {
+      metadata: { name: `svc-${i}`, namespace: 'bench', uid: `uid-${i}`, creationTimestamp: new Date(1_700_000_000_000 + i * 1000) },
+      spec: { type: 'LoadBalancer', ports: [{ port: 80, protocol: 'TCP', nodePort: 30080 }] },
+    };
+    this.services.push(svc);
+    this.byId.set(`bench/svc-${i}`, svc);
+    this.allocations.set(`uid-${i}`, [{ address: vipOf(i), pool: 'bench' }]);
+    this.vipSet.add(vipOf(i));
+    return `bench/svc-${i}`;
+  }
+
+  inputs(): ModelInputs {
+    return { services: this.services, nodes: this.nodes, endpointSlices: [], allocations: this.allocations, config: this.config, now: Date.now() };
+  }
 }
 
 /** ipvsadm's rules for the same table (`-R` input, or one argv per rule). */
@@ -154,33 +210,45 @@ async function measure(client: IpvsClient, o: GuestOptions, dir: string): Promis
   const programmed = await count(client);
   if (programmed.services !== services || programmed.dests !== services * dests) throw new Error(`kernel holds ${JSON.stringify(programmed)} after programming`);
 
-  // 2. One more Service, as an update pass (the daemon's path for a change): a whole new desired state, new
-  // objects throughout, as the model computes it. Three times, one more Service each: the first runs code
-  // paths the guest has not compiled yet (a daemon pays that once); incremental_ms is the median.
-  const incs: Array<{ ms: number; r: PassReport }> = [];
-  let table2 = table;
-  for (let k = 1; k <= INCREMENTS; k++) {
-    table2 = benchTable(services + k, dests, o.scheduler);
+  // 2. One more Service, the daemon's way (src/daemon/desired-feed.ts): the Service and its address join the
+  // model's inputs, DesiredModel recomputes that Service alone, and the Reconciler gets the patch. Timed from
+  // the change to the kernel's answer, three times (one more Service each): the first runs code paths the
+  // guest has not compiled yet (a daemon pays that once); incremental_ms is the median.
+  const world = new BenchWorld(services, dests, o.scheduler);
+  let t1 = performance.now();
+  const rebuilt = world.model.rebuild(world.inputs());
+  const modelRebuildMs = performance.now() - t1;
+  const programmedKeys = new Set(table.map((v) => v.key));
+  if (rebuilt.virtualServices.length !== services || rebuilt.virtualServices.some((v) => !programmedKeys.has(v.key))) throw new Error('the model does not compute the programmed table');
+  rec.update(rebuilt.virtualServices, world.vips);
+  const adopt = await rec.reconcileNow({ read: false });
+  if (adopt.operations !== 0) throw new Error(`the model's table differs from the programmed one: ${JSON.stringify(adopt.byKind)}`);
+  const incs: Array<{ ms: number; modelMs: number; r: PassReport }> = [];
+  for (let k = 0; k < INCREMENTS; k++) {
+    const id = world.add();
     t0 = performance.now();
-    rec.update(table2, table2.map((v) => v.vip));
+    const delta = world.model.updateServices([id], world.source);
+    const modelMs = performance.now() - t0;
+    rec.patch({ set: delta.set, remove: delta.remove }, world.vips);
     const r = await rec.reconcileNow({ read: false });
-    incs.push({ ms: performance.now() - t0, r });
-    if (r.operations !== 1 + dests || r.errors > 0 || r.kernelRead) throw new Error(`incremental pass: ${JSON.stringify(r)}`);
+    incs.push({ ms: performance.now() - t0, modelMs, r });
+    if (delta.set.length !== 1 || r.operations !== 1 + dests || r.errors > 0 || r.kernelRead) throw new Error(`incremental pass: ${JSON.stringify({ delta: delta.set.length, ...r })}`);
   }
   const inc = [...incs].sort((x, y) => x.ms - y.ms)[Math.floor(INCREMENTS / 2)]!;
-  // The same, handing the Reconciler only the new entry (Reconciler.patch), three more times.
-  const patches: Array<{ ms: number; r: PassReport }> = [];
-  for (let k = 1; k <= INCREMENTS; k++) {
-    const entry = benchTable(1, dests, o.scheduler, services + INCREMENTS + k - 1)[0]!;
+  // The same change when something every Service depends on changed too (a Node): the whole state is
+  // rebuilt and handed over (update()), and the Reconciler skips the unchanged entries by a lookup each.
+  const rebuilds: Array<{ ms: number; r: PassReport }> = [];
+  for (let k = 0; k < INCREMENTS; k++) {
+    world.add();
     t0 = performance.now();
-    rec.patch({ set: [entry] });
+    const d = world.model.rebuild(world.inputs());
+    rec.update(d.virtualServices, world.vips);
     const r = await rec.reconcileNow({ read: false });
-    patches.push({ ms: performance.now() - t0, r });
-    if (r.operations !== 1 + dests || r.errors > 0 || r.kernelRead) throw new Error(`incremental patch pass: ${JSON.stringify(r)}`);
+    rebuilds.push({ ms: performance.now() - t0, r });
+    if (r.operations !== 1 + dests || r.errors > 0 || r.kernelRead) throw new Error(`rebuild pass: ${JSON.stringify(r)}`);
   }
-  const patched = [...patches].sort((x, y) => x.ms - y.ms)[Math.floor(INCREMENTS / 2)]!;
-  const total = services + 2 * INCREMENTS;
-  const vips2 = benchTable(total, dests, o.scheduler).map((v) => v.vip);
+  const rebuild = [...rebuilds].sort((x, y) => x.ms - y.ms)[Math.floor(INCREMENTS / 2)]!;
+  const total = world.count;
 
   // 3. No-op resync (reads the kernel) and no-op update pass (remembered table).
   const c1 = { ...client.counters };
@@ -188,9 +256,11 @@ async function measure(client: IpvsClient, o: GuestOptions, dir: string): Promis
   const noop = await rec.reconcileNow({ read: true });
   const noopMs = performance.now() - t0;
   const noopMessages = client.counters.messagesSent - c1.messagesSent;
-  const table3 = benchTable(total, dests, o.scheduler);
+  t1 = performance.now();
+  const table3 = world.model.rebuild(world.inputs()).virtualServices;
+  const noopRebuildMs = performance.now() - t1;
   t0 = performance.now();
-  rec.update(table3, vips2);
+  rec.update(table3, world.vips);
   const noopPass = await rec.reconcileNow({ read: false });
   const noopPassMs = performance.now() - t0;
   rec.stop();
@@ -221,9 +291,10 @@ async function measure(client: IpvsClient, o: GuestOptions, dir: string): Promis
     restore_ms: round(restoreMs), restore_rules_per_s: Math.round(rules / (restoreMs / 1000)), ratio_vs_restore: round(restoreMs / oursMs, 2),
     per_rule_each_ms: round(perRuleEachMs, 2), per_rule_sampled: sample.length, per_rule_extrapolated_s: round(perRuleTotalMs / 1000),
     ratio_vs_per_rule: round(perRuleTotalMs / oursMs, 0),
-    incremental_ms: round(inc.ms, 2), incremental_first_ms: round(incs[0]!.ms, 2), incremental_diff_ms: inc.r.diffMs, incremental_apply_ms: inc.r.applyMs,
+    incremental_ms: round(inc.ms, 2), incremental_first_ms: round(incs[0]!.ms, 2), incremental_model_ms: round(inc.modelMs, 2), incremental_diff_ms: inc.r.diffMs, incremental_apply_ms: inc.r.applyMs,
     incremental_operations: inc.r.operations, incremental_compared: inc.r.compared,
-    incremental_patch_ms: round(patched.ms, 2), incremental_patch_diff_ms: patched.r.diffMs, incremental_patch_apply_ms: patched.r.applyMs, incremental_patch_compared: patched.r.compared,
+    incremental_rebuild_ms: round(rebuild.ms, 1), incremental_rebuild_diff_ms: rebuild.r.diffMs, incremental_rebuild_compared: rebuild.r.compared,
+    model_rebuild_ms: round(modelRebuildMs, 1), model_rebuild_again_ms: round(noopRebuildMs, 1), services_total: total,
     noop_resync_ms: round(noopMs, 1), noop_read_ms: round(noop.readMs, 1), noop_diff_ms: round(noop.durationMs - noop.readMs, 1), noop_read_us_per_dest: round((noop.readMs * 1000) / (rules - services), 2),
     noop_writes: noop.operations, noop_messages_sent: noopMessages,
     noop_pass_ms: round(noopPassMs, 2), noop_pass_writes: noopPass.operations, noop_pass_compared: noopPass.compared, noop_pass_diff_ms: noopPass.diffMs,

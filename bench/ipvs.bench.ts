@@ -138,7 +138,7 @@ export default defineBenchmark({
       sizes: sizes.map((s) => `${s.services}x${s.real_servers}`).join(','),
       // The goal figures, from the first size (10,000 services by default); every size is under `by_size`.
       rules_per_s: main.rules_per_s, ratio_vs_restore: worst('ratio_vs_restore', Math.min), ratio_vs_per_rule: worst('ratio_vs_per_rule', Math.min),
-      incremental_ms: main.incremental_ms, incremental_patch_ms: main.incremental_patch_ms, noop_resync_ms: main.noop_resync_ms, noop_writes: worst('noop_writes', Math.max),
+      incremental_ms: main.incremental_ms, incremental_rebuild_ms: main.incremental_rebuild_ms, noop_resync_ms: main.noop_resync_ms, noop_writes: worst('noop_writes', Math.max),
       noop_pass_ms: main.noop_pass_ms, noop_read_us_per_dest: main.noop_read_us_per_dest, js_slowdown: main.js_slowdown,
       goals: {
         ratio_vs_restore_ge_1: worst('ratio_vs_restore', Math.min) >= 1,

@@ -9,7 +9,7 @@ import type { Logger } from '../util/log.js';
 import { applyHealth, type Lifecycle, type PairVerdict } from './apply.js';
 import { backendTransitions, type BackendsChange } from './backends.js';
 import { initialLaneState, noteNodeResult, pickUnits, type LaneState } from './dr-lane.js';
-import { planProbes } from './plan.js';
+import { planProbes, vsHealthPlan } from './plan.js';
 import { httpProbe, tcpProbe } from './probes.js';
 import { ProbeScheduler } from './schedule.js';
 import { initialState, observe, releaseAt, settled, type CheckState } from './state.js';
@@ -457,6 +457,15 @@ export class HealthMonitor {
     for (const k of remove) this.healthyBackends.delete(k);
     for (const pair of [...this.lifecycle.keys()]) if (keys.has(splitPair(pair)[1])) this.lifecycle.delete(pair);
     if (!this.hc.enabled) return [...set];
+    // How each changed virtual service is checked, now: checks it shares with others (a node's kube-proxy)
+    // already have verdicts that apply to it.
+    const planOptions = { config: this.hc, drAvailable: this.hc.drPathCheck && this.kernel !== undefined };
+    for (const k of remove) this.plan.vs.delete(k);
+    for (const v of set) {
+      const p = vsHealthPlan(v, planOptions);
+      if (p) this.plan.vs.set(v.key, p);
+      else this.plan.vs.delete(v.key);
+    }
     const now = this.now();
     this.suspectNow = this.drSuspect();
     const r = applyHealth({ virtualServices: [...set], problems: [] }, {

@@ -37,8 +37,33 @@ export interface PlanOptions {
   drAvailable: boolean;
 }
 
-export function planProbes(vss: readonly DesiredVirtualService[], o: PlanOptions): ProbePlan {
+/** How one virtual service is checked (undefined: not at all); `policies` caches resolved policies by their
+ * overrides across calls of one plan. */
+export function vsHealthPlan(v: DesiredVirtualService, o: PlanOptions, policies = new Map<string, ResolvedPolicy>()): VsHealthPlan | undefined {
   const hc = o.config;
+  if (!v.health) return undefined;
+  const overrides = v.health.overrides;
+  const sig = JSON.stringify(overrides);
+  let policy = policies.get(sig);
+  if (!policy) policies.set(sig, (policy = resolvePolicy(hc, overrides)));
+  if (!policy.enabled) return undefined;
+  let httpKind: VsHealthPlan['httpKind'];
+  let httpPort: number | undefined;
+  if (v.health.trafficPolicy === 'Local') {
+    if (v.health.healthCheckNodePort !== undefined) {
+      httpKind = 'service';
+      httpPort = v.health.healthCheckNodePort;
+    }
+  } else if (hc.kubeProxyHealthPort !== undefined) {
+    httpKind = 'kube-proxy';
+    httpPort = hc.kubeProxyHealthPort;
+  }
+  const dr = o.drAvailable && policy.drPath && v.forwarding === 'dr' && v.protocol === 'TCP';
+  if (!httpKind && !dr) return undefined;
+  return { vsKey: v.key, policy, httpKind, httpPort, dr };
+}
+
+export function planProbes(vss: readonly DesiredVirtualService[], o: PlanOptions): ProbePlan {
   const http = new Map<string, HttpTarget>();
   const lanes = new Map<string, DrLane>();
   const vs = new Map<string, VsHealthPlan>();
@@ -51,26 +76,10 @@ export function planProbes(vss: readonly DesiredVirtualService[], o: PlanOptions
   const lastVips = new Map<string, string[]>();
 
   for (const v of vss) {
-    if (!v.health) continue;
-    const overrides = v.health.overrides;
-    const sig = JSON.stringify(overrides);
-    let policy = policies.get(sig);
-    if (!policy) policies.set(sig, (policy = resolvePolicy(hc, overrides)));
-    if (!policy.enabled) continue;
-    let httpKind: VsHealthPlan['httpKind'];
-    let httpPort: number | undefined;
-    if (v.health.trafficPolicy === 'Local') {
-      if (v.health.healthCheckNodePort !== undefined) {
-        httpKind = 'service';
-        httpPort = v.health.healthCheckNodePort;
-      }
-    } else if (hc.kubeProxyHealthPort !== undefined) {
-      httpKind = 'kube-proxy';
-      httpPort = hc.kubeProxyHealthPort;
-    }
-    const dr = o.drAvailable && policy.drPath && v.forwarding === 'dr' && v.protocol === 'TCP';
-    if (!httpKind && !dr) continue;
-    vs.set(v.key, { vsKey: v.key, policy, httpKind, httpPort, dr });
+    const p = vsHealthPlan(v, o, policies);
+    if (!p) continue;
+    vs.set(v.key, p);
+    const { policy, httpKind, httpPort, dr } = p;
 
     for (const rs of v.realServers) {
       // NotReady nodes leave by the model's own drain; probing them would only add noise.

@@ -163,4 +163,31 @@ describe('health monitor', () => {
       await h.m.stop();
     }
   });
+  it('patchCandidates: verdicts reach a new Service at once, its own probes follow, and an Event is not repeated', async () => {
+    const h = harness({ failing: new Set(['node-2']) });
+    h.m.start();
+    h.m.setCandidates([vs(1)]);
+    try {
+      await until('node-2 drained', () => (weights(h.m.apply({ virtualServices: [vs(1)], problems: [] }), 'TCP/192.0.2.1:80') === 'node-1/1 node-2/0 node-3/1' ? true : undefined));
+      // A Service added on its own gets the verdicts the nodes already have.
+      const [two] = h.m.patchCandidates([vs(2)], []);
+      assert.equal(two!.realServers.map((r) => `${r.node}/${r.weight}`).join(' '), 'node-1/1 node-2/0 node-3/1');
+      assert.equal(h.m.view('node-2', 'TCP/192.0.2.2:80').phase, 'draining');
+      // A Local Service's healthCheckNodePort is probed once the plan follows (one replan for the burst).
+      h.m.patchCandidates([vs(3, 'Local')], []);
+      await until('the new Service probed', () => (h.calls.has('service|node-1|31003') ? true : undefined));
+      // Every node of a Local Service failing: one NoHealthyBackends, not one per patch of the same Service.
+      for (const n of NODES) h.failing.add(n);
+      await until('no healthy node', () => (h.m.apply({ virtualServices: [vs(1), vs(2), vs(3, 'Local')], problems: [] }), h.changes.some((c) => c.service === 'default/svc-3') ? true : undefined));
+      const before = h.changes.length;
+      h.m.patchCandidates([vs(3, 'Local')], []);
+      h.m.patchCandidates([vs(3, 'Local')], []);
+      assert.equal(h.changes.length, before, 'no second Event for the same state');
+      // A removed Service leaves its lifecycle behind.
+      h.m.patchCandidates([], ['TCP/192.0.2.2:80']);
+      assert.equal(h.m.view('node-2', 'TCP/192.0.2.2:80').phase, 'serving');
+    } finally {
+      await h.m.stop();
+    }
+  });
 });
