@@ -80,6 +80,13 @@ export class Reconciler {
   /** The kernel's table as the last read and the operations since left it; undefined: read before diffing. */
   private kernel: Map<string, KernelService> | undefined;
   private queued: { read: boolean; waiters: Waiter[] } | undefined;
+  /** A resync's kernel read in flight: update passes go on beside it (against the remembered table) and the
+   * keys they write are recorded, so the read's answer for those keys is not mistaken for drift. */
+  private reading: { touched: Set<string> } | undefined;
+  /** Update passes asked for while a resync reads. */
+  private beside: Waiter[] | undefined;
+  /** Wakes a resync waiting for its read or for update passes to serve. */
+  private wake: (() => void) | undefined;
   private draining: Promise<void> | undefined;
   private stopped = false;
   passes = 0;
@@ -147,8 +154,15 @@ export class Reconciler {
    */
   reconcileNow(opts: { read?: boolean } = {}): Promise<PassReport> {
     return new Promise((resolve, reject) => {
+      const read = opts.read ?? true;
+      if (!read && this.reading) {
+        // A resync is reading the kernel (seconds at 10,000 services): this change need not wait for it.
+        (this.beside ??= []).push({ resolve, reject });
+        this.wake?.();
+        return;
+      }
       const q = (this.queued ??= { read: false, waiters: [] });
-      q.read ||= opts.read ?? true;
+      q.read ||= read;
       q.waiters.push({ resolve, reject });
       this.draining ??= this.drain();
     });
@@ -159,7 +173,7 @@ export class Reconciler {
       const q = this.queued;
       this.queued = undefined;
       try {
-        const r = await this.pass(q.read);
+        const r = q.read && this.kernel ? await this.resyncBeside() : await this.pass(q.read);
         for (const w of q.waiters) w.resolve(r);
         // Failures against the remembered table mean it was wrong: repair from a fresh read right away.
         if (!r.kernelRead && r.errors > 0) this.queued ??= { read: true, waiters: [] };
@@ -168,6 +182,59 @@ export class Reconciler {
       }
     }
     this.draining = undefined;
+  }
+
+  /**
+   * A resync whose kernel read lets update passes run meanwhile (against the remembered table): a new
+   * Service is programmed at once, not after a read of the whole table. Keys those passes wrote take the
+   * remembered state in the read's answer (whether the read saw the write is unknown); a drift on them is
+   * found by the next resync.
+   */
+  private async resyncBeside(): Promise<PassReport> {
+    const reading = { touched: new Set<string>() };
+    this.reading = reading;
+    const t0 = performance.now();
+    let fresh: Map<string, KernelService> | undefined;
+    let readError: unknown;
+    let readDone = false;
+    void this.readKernel()
+      .then((f) => void (fresh = f), (e: unknown) => void (readError = e))
+      .then(() => {
+        readDone = true;
+        this.wake?.();
+      });
+    try {
+      for (;;) {
+        // Served only while the remembered table is trusted: a failed pass drops it, and the rest wait.
+        while (this.beside && this.kernel) {
+          const waiters = this.beside;
+          this.beside = undefined;
+          try {
+            const r = await this.pass(false, { touched: reading.touched });
+            for (const w of waiters) w.resolve(r);
+            // The read may predate what failed: another resync follows this one.
+            if (r.errors > 0) this.queued ??= { read: true, waiters: [] };
+          } catch (err) {
+            for (const w of waiters) w.reject(err);
+          }
+        }
+        if (readDone) break;
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        this.wake = undefined;
+      }
+    } finally {
+      this.reading = undefined;
+      if (this.beside) {
+        const q = (this.queued ??= { read: false, waiters: [] });
+        q.waiters.push(...this.beside);
+        this.beside = undefined;
+      }
+    }
+    if (readError !== undefined) {
+      this.forget();
+      throw readError;
+    }
+    return this.pass(true, { fresh: { table: fresh!, readMs: performance.now() - t0 }, touched: reading.touched });
   }
 
   private isOwned = (key: string): boolean => this.o.owned.has(key) || this.vipSet().has(vipOfKey(key));
@@ -196,15 +263,32 @@ export class Reconciler {
     return out;
   }
 
-  private async pass(read: boolean): Promise<PassReport> {
+  /**
+   * One pass. `fresh`: the kernel's table read already (resyncBeside), with `touched` the keys written since
+   * the read began. `touched` alone: this is an update pass beside a read, which records the keys it writes.
+   */
+  private async pass(read: boolean, o: { fresh?: { table: Map<string, KernelService>; readMs: number }; touched?: Set<string> } = {}): Promise<PassReport> {
     const t0 = performance.now();
     const report: PassReport = { operations: 0, errors: 0, durationMs: 0, kernelRead: false, readMs: 0, diffMs: 0, applyMs: 0, byKind: {}, errorMessages: [], drifted: [], compared: 0 };
     if (read || !this.kernel) {
       const remembered = this.kernel;
       this.forget();
-      const fresh = await this.readKernel();
+      let fresh: Map<string, KernelService>;
+      if (o.fresh) {
+        fresh = o.fresh.table;
+        report.readMs = round(o.fresh.readMs);
+        if (remembered) {
+          for (const k of o.touched ?? []) {
+            const s = remembered.get(k);
+            if (s) fresh.set(k, copyService(s));
+            else fresh.delete(k);
+          }
+        }
+      } else {
+        fresh = await this.readKernel();
+        report.readMs = round(performance.now() - t0);
+      }
       report.kernelRead = true;
-      report.readMs = round(performance.now() - t0);
       if (remembered) report.drifted = driftedKeys(remembered, fresh, this.isOwned);
       this.kernel = fresh;
     }
@@ -240,6 +324,7 @@ export class Reconciler {
       const removed: string[] = [];
       results.forEach((r, i) => {
         const op = ops[i]!;
+        o.touched?.add(op.service.key);
         report.byKind[op.op] = (report.byKind[op.op] ?? 0) + 1;
         if (r.error) {
           report.errors++;

@@ -193,6 +193,38 @@ describe('reconciler', () => {
     assert.equal(kernel.entries.size, 2);
   });
 
+  it('a change while a resync reads the kernel is programmed at once; the resync takes it for no drift, but finds a real one', async () => {
+    const { kernel, rec } = setup();
+    rec.update([A], [A.vip]);
+    await rec.reconcileNow();
+    // The read takes its snapshot now and answers when released (a 10,000-service read takes seconds).
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const realRead = kernel.read.bind(kernel);
+    kernel.read = async () => {
+      const snapshot = await realRead();
+      await gate;
+      return snapshot;
+    };
+    // Someone deletes A's second destination by hand before the read.
+    kernel.entries.get('tcp|192.0.2.1|80')!.destinations.splice(0, 1);
+    const resync = rec.reconcileNow({ read: true });
+    await new Promise((r) => setTimeout(r, 5));
+    rec.update([A, B], [A.vip, B.vip]);
+    const update = await Promise.race([rec.reconcileNow({ read: false }), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the update pass waited for the read')), 2000))]);
+    assert.equal(update.kernelRead, false);
+    assert.equal(update.operations, 2, 'B programmed while the read is still out');
+    assert.ok(kernel.entries.has('tcp|192.0.2.2|80'));
+    release();
+    const r = await resync;
+    assert.deepEqual(r.drifted, ['TCP/192.0.2.1:80'], 'the hand-made change is found; B (written during the read) is not drift');
+    assert.equal(r.operations, 1, 'only the deleted destination is restored: B is not programmed twice');
+    assert.equal(r.errors, 0);
+    assert.equal(kernel.entries.get('tcp|192.0.2.1|80')!.destinations.length, 2);
+    kernel.read = realRead;
+    assert.equal((await rec.reconcileNow()).operations, 0);
+  });
+
   it('an update pass compares only the services whose desired entry changed, out of 10,000', async () => {
     const { kernel, rec } = setup();
     // As the model builds it on every change: new objects each time, one real-server list shared by every
