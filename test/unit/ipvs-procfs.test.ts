@@ -85,4 +85,33 @@ describe('/proc/net/ip_vs parser', () => {
       }
     }), { numRuns: 2000 });
   });
+  it('reads back any table printed the kernel\'s way (ip_vs_info_seq_show formats), IPv4 and IPv6 destinations mixed', () => {
+    const hex = (v: number, w: number) => v.toString(16).toUpperCase().padStart(w, '0');
+    const pad = (x: string | number, w: number) => String(x).padEnd(w, ' ');
+    const fwd = [['Route', 'dr'], ['Masq', 'nat'], ['Tunnel', 'tun'], ['Local', 'local']] as const;
+    const dest = fc.record({
+      v6: fc.boolean(), a: fc.nat(0xffffffff), port: fc.nat(65535), f: fc.nat(3),
+      weight: fc.nat(65535), active: fc.nat(4_000_000_000), inactive: fc.nat(4_000_000_000),
+    });
+    const service = fc.record({ a: fc.nat(0xffffffff), port: fc.nat(65535), dests: fc.array(dest, { maxLength: 6 }) });
+    fc.assert(fc.property(fc.array(service, { maxLength: 6 }), (services) => {
+      const lines = ['IP Virtual Server version 1.2.1 (size=4096)', 'Prot LocalAddress:Port Scheduler Flags', '  -> RemoteAddress:Port Forward Weight ActiveConn InActConn'];
+      for (const svc of services) {
+        lines.push(`TCP  ${hex(svc.a, 8)}:${hex(svc.port, 4)} rr  `);
+        for (const d of svc.dests) {
+          const ep = d.v6 ? `[2001:0db8:0000:0000:0000:0000:${hex(d.a >>> 16, 4)}:${hex(d.a & 0xffff, 4)}]` : hex(d.a, 8);
+          lines.push(`  -> ${ep}:${hex(d.port, 4)}      ${pad(fwd[d.f]![0], 7)} ${pad(d.weight, 6)} ${pad(d.active, 10)} ${pad(d.inactive, 10)}`);
+        }
+      }
+      const t = parseProcIpvs(`${lines.join('\n')}\n`);
+      assert.equal(t.length, services.length);
+      services.forEach((svc, k) => {
+        assert.deepEqual(t[k]!.destinations.map((d) => [d.family, d.port, d.forwarding, d.weight, d.activeConns, d.inactiveConns]),
+          svc.dests.map((d) => [d.v6 ? 6 : 4, d.port, fwd[d.f]![1], d.weight, d.active, d.inactive]));
+        svc.dests.forEach((d, j) => {
+          if (!d.v6) assert.equal(t[k]!.destinations[j]!.address, `${d.a >>> 24}.${(d.a >>> 16) & 255}.${(d.a >>> 8) & 255}.${d.a & 255}`);
+        });
+      });
+    }), { numRuns: 300 });
+  });
 });
