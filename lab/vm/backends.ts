@@ -1,7 +1,9 @@
 // How each backend is started: the host command line for a run directory. Both give the guest the host's
 // root read-only, the run directory writable at the same path, and the console on the process's stdin and
 // stdout (the control channel and the output).
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stage2Script, umlStage1Script, type Stage2Options } from './guest-scripts.js';
 import { ensureQemuAssets } from './qemu-assets.js';
@@ -19,12 +21,59 @@ export interface LaunchPlan {
   needsShmDir: boolean;
 }
 
+/**
+ * The backend a VM gets: the requested one, else IPVS_LB_LAB_BACKEND, else UML. UML (the faster lab) does not
+ * run on every host: Debian 12's UML kernel cannot restore a process's FPU state through ptrace on some newer
+ * host kernels and CPUs (its init dies at once with "ptrace set fp regs failed, errno = 14", measured on a
+ * 6.18 host). So UML is asked for only where it boots (umlProblem, probed once per process); elsewhere the
+ * same tests run under QEMU, with a note on stderr. An explicit IPVS_LB_LAB_BACKEND=uml is taken as an
+ * order: it fails with the reason instead.
+ */
 export function resolveBackend(requested?: Backend): Backend {
-  const b = requested ?? (process.env.IPVS_LB_LAB_BACKEND as Backend | undefined) ?? 'uml';
+  const env = process.env.IPVS_LB_LAB_BACKEND as Backend | undefined;
+  const b = requested ?? env ?? 'uml';
   if (b !== 'uml' && b !== 'qemu') {
     throw new Error(`lab backend: ${JSON.stringify(b)} is not one of uml, qemu (option backend or env IPVS_LB_LAB_BACKEND)`);
   }
-  return b;
+  if (b === 'qemu') return b;
+  const problem = umlProblem();
+  if (problem === undefined) return 'uml';
+  if (env === 'uml') throw new Error(`lab (uml): User-Mode Linux does not run on this host (${problem}); unset IPVS_LB_LAB_BACKEND to use QEMU`);
+  if (!umlNoted) {
+    umlNoted = true;
+    process.stderr.write(`lab: User-Mode Linux does not run on this host (${problem}); using QEMU\n`);
+  }
+  return 'qemu';
+}
+
+let umlVerdict: { problem: string | undefined } | undefined;
+let umlNoted = false;
+
+/** Why UML cannot boot here (undefined: it can). Boots it once with /bin/true as init (about 1 s): a kernel
+ * that runs its init reports exit code 0 when init ends. */
+export function umlProblem(): string | undefined {
+  if (umlVerdict) return umlVerdict.problem;
+  let problem: string | undefined;
+  if (!existsSync(UML_BINARY)) problem = `${UML_BINARY} missing; install the Debian package user-mode-linux`;
+  else {
+    const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'ipvs-lb-umlprobe-'));
+    try {
+      const r = spawnSync(UML_BINARY, [
+        'mem=64M', 'rootfstype=hostfs', 'rootflags=/', 'ro', 'init=/bin/true', 'con=null', 'ssl=null', 'con0=fd:0,fd:1',
+        'quiet', `umid=umlprobe${process.pid}`, `uml_dir=${dir}`,
+      ], { env: { ...process.env, TMPDIR: dir }, input: '', encoding: 'latin1', timeout: 60_000, maxBuffer: 4 << 20 });
+      const out = `${r.stdout ?? ''}\n${r.stderr ?? ''}`;
+      if (!/Attempted to kill init! exitcode=0x00000000\b/.test(out)) {
+        const lines = out.split('\n');
+        const why = lines.find((l) => /ptrace.*failed/.test(l)) ?? lines.find((l) => /Kernel panic/.test(l)) ?? lines.find((l) => /^Checking .*(failed|error)/i.test(l));
+        problem = why?.trim() ?? (r.error ? String(r.error.message) : `its init did not run (exit ${r.status ?? r.signal})`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  umlVerdict = { problem };
+  return problem;
 }
 
 export function umlRelease(): string {

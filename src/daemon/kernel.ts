@@ -127,7 +127,7 @@ export class KernelDataPlane implements DataPlane {
   update(desired: DesiredState): void {
     this.haveDesired = true;
     const change = this.desired.replace(desired.virtualServices);
-    this.followed(change);
+    this.followed(change, true);
     this.reconciler?.update(desired.virtualServices, this.desired.vips());
   }
 
@@ -135,18 +135,19 @@ export class KernelDataPlane implements DataPlane {
     // Before the first whole state there is nothing to patch: update() starts the data plane.
     if (!this.haveDesired) return;
     const change = this.desired.patch(changes);
-    this.followed(change);
+    this.followed(change, false);
     this.reconciler?.patch(changes, change.vipsChanged ? this.desired.vips() : undefined);
   }
 
-  /** Host settings for a new forwarding method; VIP binding when the VIPs changed. */
-  private followed(change: IndexChange): void {
+  /** Host settings for a new forwarding method; VIP binding when the VIPs changed (a patch binds only VIPs not
+   * bound yet: one new Service among 10,000 is not 10,000 address requests; the link watch repairs the rest). */
+  private followed(change: IndexChange, whole: boolean): void {
     if (change.newForwarding && this.client) this.refreshSysctls();
-    if (change.vipsChanged) void this.queueVipSync();
+    if (change.vipsChanged) void this.queueVipSync({ onlyNew: !whole });
   }
 
   /** Bound VIPs follow the desired set for the groups we are master of; everything else is released. */
-  private queueVipSync(): Promise<void> {
+  private queueVipSync(o: { onlyNew?: boolean } = {}): Promise<void> {
     this.vipChain = this.vipChain.then(async () => {
       const b = this.binder;
       if (!b) return;
@@ -154,7 +155,8 @@ export class KernelDataPlane implements DataPlane {
       for (const g of this.masterOf) for (const v of this.desired.vipsOf(g)) want.add(v);
       // Batched: a takeover binds every VIP of its groups at once (one ownership write, netlink batches),
       // so the first GARP does not wait for the last address.
-      const wanted = [...want];
+      const alreadyBound = o.onlyNew ? new Set(b.ownedAddresses()) : undefined;
+      const wanted = alreadyBound ? [...want].filter((v) => !alreadyBound.has(v)) : [...want];
       const bound = await b.bindMany(wanted).catch((err: unknown) => wanted.map(() => err as Error));
       bound.forEach((r, i) => {
         if (r instanceof Error) this.log.error({ vip: wanted[i], err: r.message }, 'could not bind VIP');
