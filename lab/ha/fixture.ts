@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { applyTopology, shq, startVm, type Backend, type ExecResult, type GuestProcess, type Vm } from '../vm/index.js';
+import { applyTopology, shq, startVm, type Backend, type ExecResult, type GuestProcess, type Vm, labTimeScale } from '../vm/index.js';
 import { keepalivedPaths } from '../../src/vrrp/render.js';
 import {
   checkHaSpec, haDaemonConfig, haService, haTopology, hostPaths, HA_CLIENT, HA_DIR, HA_HOSTS, HA_KUBE_HOST, HA_KUBE_PORT,
@@ -26,7 +26,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls `check` until it returns a value other than undefined; the error says what was awaited and the last state. */
 export async function until<T>(what: string, check: () => Promise<T | undefined>, opts: { timeoutMs?: number; everyMs?: number; describe?: () => string | Promise<string> } = {}): Promise<T> {
-  const end = Date.now() + (opts.timeoutMs ?? 60_000);
+  const end = Date.now() + (opts.timeoutMs ?? 60_000) * labTimeScale();
   let last: unknown;
   for (;;) {
     try {

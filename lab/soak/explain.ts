@@ -49,12 +49,14 @@ export function findStalls(heartbeat: string, minMs = 2000): Stall[] {
   return out;
 }
 
-/** The fault or stall (and the rule) that explains the line, if any. */
-export function explain(records: readonly FaultRecord[], e: LogError, stalls: readonly Stall[] = [], rules: readonly Rule[] = RULES): { record: FaultRecord | Stall; rule: Rule } | undefined {
+/** The fault or stall (and the rule) that explains the line, if any. `slowdown` stretches how long after a
+ * fault its consequences may show: under QEMU the guest runs the daemon's own code several times slower than
+ * under UML (labTimeScale), so recovering from an outage takes longer too. */
+export function explain(records: readonly FaultRecord[], e: LogError, stalls: readonly Stall[] = [], rules: readonly Rule[] = RULES, slowdown = 1): { record: FaultRecord | Stall; rule: Rule } | undefined {
   for (const stall of stalls) {
     for (const rule of rules) {
       if (rule.fault !== 'guest-stall' || !rule.msg.test(e.msg)) continue;
-      if (e.time >= stall.from && e.time <= stall.to + rule.afterMs) return { record: stall, rule };
+      if (e.time >= stall.from && e.time <= stall.to + rule.afterMs * slowdown) return { record: stall, rule };
     }
   }
   for (const record of records) {
@@ -63,7 +65,7 @@ export function explain(records: readonly FaultRecord[], e: LogError, stalls: re
       if (rule.where === 'hit' && !record.hosts.includes(e.host)) continue;
       if (!rule.msg.test(e.msg)) continue;
       // A second of slack before: the guest and host clocks are the same clock, but log times are taken first.
-      if (e.time < record.startedAt - 1000 || e.time > record.endedAt + rule.afterMs) continue;
+      if (e.time < record.startedAt - 1000 || e.time > record.endedAt + rule.afterMs * slowdown) continue;
       return { record, rule };
     }
   }

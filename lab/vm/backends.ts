@@ -46,6 +46,18 @@ export function resolveBackend(requested?: Backend): Backend {
   return 'qemu';
 }
 
+/**
+ * How much longer a lab wait should be on the backend `requested` resolves to: QEMU emulates the CPU, so the
+ * daemon's own code (Node.js start-up, JIT) runs several times slower than under UML, which runs it natively
+ * and pays only for syscalls (measured: the daemon's API up after 8 s under QEMU, about 2 s under UML).
+ * Timeouts only: a wait that succeeds ends as soon as it does.
+ */
+export function labTimeScale(requested?: Backend): number {
+  const env = process.env.IPVS_LB_LAB_BACKEND as Backend | undefined;
+  const b = requested ?? env ?? 'uml';
+  return b === 'qemu' || umlProblem() !== undefined ? 3 : 1;
+}
+
 let umlVerdict: { problem: string | undefined } | undefined;
 let umlNoted = false;
 
@@ -114,8 +126,11 @@ export function planLaunch(p: PlanInput): LaunchPlan {
   const assets = ensureQemuAssets();
   writeFileSync(join(p.runDir, 'stage2.sh'), stage2Script({ runDir: p.runDir, mode: p.mode }), { mode: 0o755 });
   return {
-    command: 'qemu-system-x86_64',
+    // A guest under QEMU does not see its console close (the serial line has no end of file), so a parent
+    // that is SIGKILLed would leave QEMU running: the kernel kills it with its parent instead (util-linux).
+    command: 'setpriv',
     args: [
+      '--pdeathsig', 'KILL', 'qemu-system-x86_64',
       '-M', 'q35', '-accel', 'tcg,thread=multi,tb-size=128', '-cpu', 'max', '-smp', '1', '-m', `${p.memoryMb}M`,
       '-nodefaults', '-no-reboot', '-display', 'none', '-serial', 'stdio',
       '-kernel', assets.vmlinux, '-initrd', assets.initramfs,

@@ -34,7 +34,7 @@ export { runInVm, startVm, Vm } from './vm.js';
 export type { Command, ExecOptions, ExecResult, GuestProcess, RunInVmOptions, RunResult, SpawnOptions, StartVmOptions, VmOptions } from './vm.js';
 export { ExecFailedError, ExecTimeoutError, VmDiedError, VmError, VmTimeoutError } from './errors.js';
 export type { Backend } from './backends.js';
-export { resolveBackend } from './backends.js';
+export { labTimeScale, resolveBackend, umlProblem } from './backends.js';
 export { sweepStale } from './cleanup.js';
 export { backgroundLaunch } from './guest-scripts.js';
 export { shArgv, shq } from './shell.js';

@@ -5,7 +5,7 @@
 // on the state all those Services leave: a new build on the same ledger and kernel state, under traffic.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { curlMany, parseWhoami, type GuestProcess } from '../../lab/vm/index.js';
+import { curlMany, parseWhoami, type GuestProcess, labTimeScale } from '../../lab/vm/index.js';
 import { parseIpvsadm, parseIpvsConns } from '../../lab/demo/ipvsadm.js';
 import { parseLoop, summarize } from '../../lab/demo/loop-report.js';
 import { CLIENT, LbLab, NODES, ROOT } from '../../lab/demo/stack.js';
@@ -72,7 +72,7 @@ spec:
 
 const ALL_NODES = NODES.map((n) => n.name);
 
-describe('lab acceptance: the walkthroughs of shared/seeds with the real daemon', { timeout: 1_200_000 }, () => {
+describe('lab acceptance: the walkthroughs of shared/seeds with the real daemon', { timeout: (1_200_000) * labTimeScale() }, () => {
   let lab: LbLab;
   const vips = new Map<string, string>();
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { applyTopology, curlMany, parseWhoami, startVm, type GuestProcess, type Vm } from '../../lab/vm/index.js';
+import { applyTopology, curlMany, parseWhoami, startVm, type GuestProcess, type Vm, labTimeScale } from '../../lab/vm/index.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
 const cli = join(root, 'bin', 'ipvs-lb.js');
@@ -25,7 +25,7 @@ spec:
   ports: [{name: http, port: 80, targetPort: 80}]
 `;
 
-describe('lab: the daemon programs real IPVS and binds the VIP', { timeout: 300_000 }, () => {
+describe('lab: the daemon programs real IPVS and binds the VIP', { timeout: (300_000) * labTimeScale() }, () => {
   let vm: Vm;
   let daemon: GuestProcess;
   const k = (...args: string[]) => vm.run([kubectl, '--kubeconfig', `${KUBE}/kubeconfig`, ...args], { ns: 'lb1', timeoutMs: 60_000 });
@@ -38,7 +38,7 @@ describe('lab: the daemon programs real IPVS and binds the VIP', { timeout: 300_
   let starts = 0;
   const startDaemon = () => vm.spawn(`daemon-${++starts}`, ['node', cli, 'daemon', '--config', '/tmp/lb1.yaml'], { ns: 'lb1' });
   async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-    const end = Date.now() + timeoutMs;
+    const end = Date.now() + timeoutMs * labTimeScale();
     for (;;) {
       const v = await check().catch(() => undefined);
       if (v !== undefined) return v;

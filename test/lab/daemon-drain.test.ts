@@ -6,7 +6,7 @@
 //   daemon checks, and here sets) its leftover stream is cut at once instead of hanging.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { applyTopology, curlMany, parseWhoami, startVm, type GuestProcess, type Vm } from '../../lab/vm/index.js';
+import { applyTopology, curlMany, parseWhoami, startVm, type GuestProcess, type Vm, labTimeScale } from '../../lab/vm/index.js';
 import { LabDaemon, startStream, until, type Stream } from './daemon-lab.js';
 
 const VIP = '192.0.2.10';
@@ -39,7 +39,7 @@ function weights(table: string, vip: string, port: number): Map<string, number> 
   return out;
 }
 
-describe('lab: open streams through a daemon restart and a node going NotReady', { timeout: 420_000 }, () => {
+describe('lab: open streams through a daemon restart and a node going NotReady', { timeout: (420_000) * labTimeScale() }, () => {
   let vm: Vm;
   let lab: LabDaemon;
   let stream: Stream;

@@ -7,7 +7,7 @@
 // (policy routing by source port, so the DR replies still go straight to the router).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { applyTopology, curlMany, parseWhoami, startVm, type Vm } from '../../lab/vm/index.js';
+import { applyTopology, curlMany, parseWhoami, startVm, type Vm, labTimeScale } from '../../lab/vm/index.js';
 import { LabDaemon, until } from './daemon-lab.js';
 
 const VIP_DR = '192.0.2.10';
@@ -35,7 +35,7 @@ ${extra}  ports: [{name: http, port: 80, targetPort: 80${port}}]
 
 const esc = (s: string) => s.replace(/[.[\]]/g, (c) => `\\${c}`);
 
-describe('lab: the daemon forwards by DR, TUN, NAT and IPv6 DR', { timeout: 420_000 }, () => {
+describe('lab: the daemon forwards by DR, TUN, NAT and IPv6 DR', { timeout: (420_000) * labTimeScale() }, () => {
   let vm: Vm;
   let lab: LabDaemon;
 

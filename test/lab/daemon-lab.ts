@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import type { GuestProcess, Vm } from '../../lab/vm/index.js';
+import { labTimeScale } from '../../lab/vm/index.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
 const cli = join(root, 'bin', 'ipvs-lb.js');
@@ -12,7 +13,7 @@ const kubectlBin = join(root, '.cache', 'kubernetes-client', 'usr', 'bin', 'kube
 const simGuest = join(root, 'dist', 'test', 'lab', 'kube-sim-guest.js');
 
 export async function until<T>(what: string, check: () => Promise<T | undefined>, opts: { timeoutMs?: number; log?: () => string } = {}): Promise<T> {
-  const end = Date.now() + (opts.timeoutMs ?? 60_000);
+  const end = Date.now() + (opts.timeoutMs ?? 60_000) * labTimeScale();
   let last: unknown;
   for (;;) {
     try {

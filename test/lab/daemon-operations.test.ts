@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { applyTopology, curlMany, parseWhoami, startVm, type GuestProcess, type Vm } from '../../lab/vm/index.js';
+import { applyTopology, curlMany, parseWhoami, startVm, type GuestProcess, type Vm, labTimeScale } from '../../lab/vm/index.js';
 import { parseExposition, type Exposition } from '../support/prom.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
@@ -41,7 +41,7 @@ const config = (over: { vrrp?: boolean; groupInterface?: string; extraPool?: boo
   healthCheck: { enabled: false },
 });
 
-describe('lab: metrics, CLI, doctor and reloads of the real daemon', { timeout: 420_000 }, () => {
+describe('lab: metrics, CLI, doctor and reloads of the real daemon', { timeout: (420_000) * labTimeScale() }, () => {
   let vm: Vm;
   let daemon: GuestProcess;
   const k = (...args: string[]) => vm.run([kubectl, '--kubeconfig', `${KUBE}/kubeconfig`, ...args], { ns: 'lb1', timeoutMs: 60_000 });
@@ -55,7 +55,7 @@ describe('lab: metrics, CLI, doctor and reloads of the real daemon', { timeout: 
   const metrics = async (): Promise<Exposition> => parseExposition((await http('/metrics')).body);
   const ipvsLb = (...args: string[]) => vm.exec(['node', cli, ...args, '--config', CONFIG], { ns: 'lb1', timeoutMs: 120_000 });
   async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-    const end = Date.now() + timeoutMs;
+    const end = Date.now() + timeoutMs * labTimeScale();
     for (;;) {
       const v = await check().catch(() => undefined);
       if (v !== undefined) return v;

@@ -2,6 +2,7 @@
 // its set-up step): it must exit 0 and tell the whole story, so CI notices when any step stops doing what it
 // says. The demo boots its own lab VM and removes it again.
 import assert from 'node:assert/strict';
+import { labTimeScale } from '../../lab/vm/index.js';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -18,7 +19,7 @@ function runDemo(): Promise<{ code: number | null; out: string }> {
   });
 }
 
-describe('npm run demo', { timeout: 900_000 }, () => {
+describe('npm run demo', { timeout: (900_000) * labTimeScale() }, () => {
   it('tells the whole story and exits 0', async (t) => {
     const { code, out } = await runDemo();
     assert.equal(code, 0, `the demo failed:\n${out}`);

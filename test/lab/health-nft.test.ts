@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { applyTopology, startVm, type Vm } from '../../lab/vm/index.js';
+import { applyTopology, startVm, type Vm, labTimeScale } from '../../lab/vm/index.js';
 
 const dist = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 
@@ -48,7 +48,7 @@ if (process.argv[2] === 'teardown') { await k.teardown(); console.log(JSON.strin
 k.close();
 `;
 
-describe('lab (QEMU): the DR path check with the nftables marker, IPv4 and IPv6', { timeout: 900_000 }, () => {
+describe('lab (QEMU): the DR path check with the nftables marker, IPv4 and IPv6', { timeout: (900_000) * labTimeScale() }, () => {
   let vm: Vm;
   let firstKernel: Record<string, unknown> | undefined;
   const lines = (out: string) => out.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { applyTopology, curlMany, parseWhoami, restartServer, setHealthz, type GuestProcess, type Topology, type Vm, startVm } from '../../lab/vm/index.js';
+import { applyTopology, curlMany, parseWhoami, restartServer, setHealthz, type GuestProcess, type Topology, type Vm, startVm, labTimeScale } from '../../lab/vm/index.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
 const cli = join(root, 'bin', 'ipvs-lb.js');
@@ -68,7 +68,7 @@ s.on('error', (e) => { console.log('error ' + e.message); process.exit(2); });
 interface RsView { node: string; weight: number; state: string; health: string; checks?: Array<{ kind: string; state: string; lastError: string | null; consecutiveSuccesses: number }> }
 interface VsView { key: string; realServers: RsView[] }
 
-describe('lab: backend health with the real daemon, real IPVS and real traffic', { timeout: 900_000 }, () => {
+describe('lab: backend health with the real daemon, real IPVS and real traffic', { timeout: (900_000) * labTimeScale() }, () => {
   let vm: Vm;
   let topo: Topology;
   let daemon: GuestProcess;
@@ -89,7 +89,7 @@ describe('lab: backend health with the real daemon, real IPVS and real traffic',
     return out;
   };
   async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
-    const end = Date.now() + timeoutMs;
+    const end = Date.now() + timeoutMs * labTimeScale();
     for (;;) {
       const v = await check().catch(() => undefined);
       if (v !== undefined) return v;

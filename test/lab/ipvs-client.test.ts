@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { startVm, type Vm } from '../../lab/vm/index.js';
+import { startVm, type Vm, labTimeScale } from '../../lab/vm/index.js';
 import { newServiceRequest } from '../../src/ipvs/codec.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -44,7 +44,7 @@ const svcB = { address: '2001:db8::10', protocol: 'udp', port: 53 } as const;
 const svcC = { fwmark: 7, family: 4 } as const;
 const svcD = { address: '192.0.2.10', protocol: 'sctp', port: 9000 } as const;
 
-describe('IPVS client in the lab VM (ipvsadm as oracle)', { timeout: 600_000 }, () => {
+describe('IPVS client in the lab VM (ipvsadm as oracle)', { timeout: (600_000) * labTimeScale() }, () => {
   let vm: Vm;
   let step = 0;
   let foreignBefore = '';

@@ -3,6 +3,7 @@
 // once), and every invariant checked after each settle. Then the checker is shown a violation planted in the
 // real system (a VIP bound by hand on the backup of its group), so a checker that sees nothing cannot pass.
 import assert from 'node:assert/strict';
+import { labTimeScale } from '../../lab/vm/index.js';
 import { describe, it } from 'node:test';
 import { groupOf } from '../../lab/soak/expected.js';
 import { defaultGeneratorOptions, FAULT_KINDS } from '../../lab/soak/generator.js';
@@ -14,7 +15,7 @@ import { GROUPS, HOSTS, markerOf } from '../../lab/soak/world.js';
 
 const SEED = 20260101;
 
-describe('lab: a short soak with every fault', { timeout: 1_800_000 }, () => {
+describe('lab: a short soak with every fault', { timeout: (1_800_000) * labTimeScale() }, () => {
   it('churns Services through six steps, one fault of each kind, without breaking an invariant, and catches a VIP planted on a backup', async () => {
     const generator = { ...defaultGeneratorOptions, minOpsPerStep: 2, maxOpsPerStep: 2, faultRate: 1 };
     let planted: string[] | undefined;

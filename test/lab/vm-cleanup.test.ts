@@ -2,6 +2,7 @@
 // whether the script passed, failed or timed out, and whether the parent exited, was interrupted or killed.
 // The runs happen in a child process, so the check also covers what only happens at process exit.
 import assert from 'node:assert/strict';
+import { labTimeScale } from '../../lab/vm/index.js';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -64,7 +65,7 @@ async function eventually(what: string, check: () => string[], ms: number): Prom
   }
 }
 
-describe('lab: nothing is left on the host', { timeout: 170_000 }, () => {
+describe('lab: nothing is left on the host', { timeout: (170_000) * labTimeScale() }, () => {
   it('after a passing, a failing, a timed-out, a kept-artifacts and a stepwise run, once the process exits', async () => {
     const keep = mkdtempSync(join(tmpdir(), 'vm-cleanup-test-'));
     try {
@@ -114,7 +115,7 @@ describe('lab: nothing is left on the host', { timeout: 170_000 }, () => {
     await c.exit;
     // The guest's agent sees its console close and powers off; no process may outlive the parent for long.
     const id = r.id;
-    await eventually('VM processes', () => leftovers(id).filter((l) => l.startsWith('process')), 20_000);
+    await eventually('VM processes', () => leftovers(id).filter((l) => l.startsWith('process')), 20_000 * labTimeScale());
     assert.ok(leftovers(id).length > 0, 'its directories are still there before the sweep');
     const swept = sweepStale();
     assert.ok(swept.some((d) => d.endsWith(id)), `sweepStale removed ${swept.join(', ')}`);

@@ -3,14 +3,14 @@
 // ways kube-proxy makes real nodes accept it; a node that does not accept it is the negative control.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { applyTopology, curlMany, parseWhoami, startVm, type Vm } from '../../lab/vm/index.js';
+import { applyTopology, curlMany, parseWhoami, startVm, type Vm, labTimeScale } from '../../lab/vm/index.js';
 
 const VIP_DR = '192.0.2.10';
 const VIP_TUN = '192.0.2.20';
 const VIP_DEAD = '192.0.2.30';
 const VIP6 = '2001:db8:ff::10';
 
-describe('lab: IPVS direct routing in the UML guest', { timeout: 150_000 }, () => {
+describe('lab: IPVS direct routing in the UML guest', { timeout: (150_000) * labTimeScale() }, () => {
   let vm: Vm;
 
   before(async () => {

@@ -3,11 +3,11 @@
 // DR to a kube-ipvs0 node and to a node that DNATs the VIP with nftables (UML's kernel cannot: no nft nat).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { applyTopology, curlMany, parseWhoami, startVm, type Vm } from '../../lab/vm/index.js';
+import { applyTopology, curlMany, parseWhoami, startVm, type Vm, labTimeScale } from '../../lab/vm/index.js';
 
 const VIP = '192.0.2.10';
 
-describe('lab: IPVS direct routing in the QEMU guest', { timeout: 170_000 }, () => {
+describe('lab: IPVS direct routing in the QEMU guest', { timeout: (170_000) * labTimeScale() }, () => {
   let vm: Vm;
 
   before(async () => {

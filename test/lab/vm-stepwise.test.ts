@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { applyTopology, ExecFailedError, ExecTimeoutError, startVm, VmDiedError, type Vm } from '../../lab/vm/index.js';
+import { applyTopology, ExecFailedError, ExecTimeoutError, startVm, VmDiedError, type Vm, labTimeScale } from '../../lab/vm/index.js';
 
-describe('lab: stepwise control of a running guest', { timeout: 120_000 }, () => {
+describe('lab: stepwise control of a running guest', { timeout: (120_000) * labTimeScale() }, () => {
   let vm: Vm;
 
   before(async () => {

@@ -22,12 +22,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { activeActiveGroups, FailoverProber, failoverTrial, HaLab, until, type LabSnapshot } from '../../lab/ha/index.js';
-import { parseWhoami } from '../../lab/vm/index.js';
+import { parseWhoami, labTimeScale } from '../../lab/vm/index.js';
 
 const phases = (s: LabSnapshot) => `lb1 ${JSON.stringify(Object.fromEntries(Object.values(s.lb1.groups).map((g) => [g.name, g.state])))} lb2 ${JSON.stringify(Object.fromEntries(Object.values(s.lb2.groups).map((g) => [g.name, g.state])))}`;
 const transitions = (s: LabSnapshot) => ({ lb1: Object.values(s.lb1.groups).map((g) => g.transitions), lb2: Object.values(s.lb2.groups).map((g) => g.transitions) });
 
-describe('lab: two LB hosts with the real daemon and keepalived', { timeout: 1_200_000 }, () => {
+describe('lab: two LB hosts with the real daemon and keepalived', { timeout: (1_200_000) * labTimeScale() }, () => {
   let lab: HaLab;
   let vipA = '';
   let vipB = '';
