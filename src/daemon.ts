@@ -116,7 +116,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     onProblems: (all, some) => {
       if (all) {
         problems.clear();
-        for (const p of all) problems.set(p.service, [...(problems.get(p.service) ?? []), `${p.reason}: ${p.message}`]);
+        for (const p of all) problems.set(p.service, [...(problems.get(p.service) ?? []), ...describeProblems([p])]);
         problemEvents.update(all);
       }
       if (some) {

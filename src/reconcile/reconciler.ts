@@ -234,7 +234,7 @@ export class Reconciler {
       this.forget();
       throw readError;
     }
-    return this.pass(true, { fresh: { table: fresh!, readMs: performance.now() - t0 }, touched: reading.touched });
+    return this.pass(true, { fresh: { table: fresh!, readMs: performance.now() - t0, startedAt: t0 }, touched: reading.touched });
   }
 
   private isOwned = (key: string): boolean => this.o.owned.has(key) || this.vipSet().has(vipOfKey(key));
@@ -267,8 +267,9 @@ export class Reconciler {
    * One pass. `fresh`: the kernel's table read already (resyncBeside), with `touched` the keys written since
    * the read began. `touched` alone: this is an update pass beside a read, which records the keys it writes.
    */
-  private async pass(read: boolean, o: { fresh?: { table: Map<string, KernelService>; readMs: number }; touched?: Set<string> } = {}): Promise<PassReport> {
-    const t0 = performance.now();
+  private async pass(read: boolean, o: { fresh?: { table: Map<string, KernelService>; readMs: number; startedAt: number }; touched?: Set<string> } = {}): Promise<PassReport> {
+    // A resync's duration counts from the start of its read.
+    const t0 = o.fresh?.startedAt ?? performance.now();
     const report: PassReport = { operations: 0, errors: 0, durationMs: 0, kernelRead: false, readMs: 0, diffMs: 0, applyMs: 0, byKind: {}, errorMessages: [], drifted: [], compared: 0 };
     if (read || !this.kernel) {
       const remembered = this.kernel;
