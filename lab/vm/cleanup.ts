@@ -44,11 +44,32 @@ function uninstall(): void {
   for (const s of SIGNALS) process.off(s, onSignal);
 }
 
+/**
+ * Waits (synchronously, at most 3 s) until the killed group leader has stopped running: a killed QEMU takes a
+ * moment to tear down its threads and guest memory, and a parent that exits at once would otherwise leave it
+ * visible for that moment. A zombie (no command line) counts as gone: nothing reaps it while we wait.
+ */
+function waitGone(pid: number): void {
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  const end = Date.now() + 3000;
+  while (Date.now() < end) {
+    let cmdline: string;
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'latin1');
+    } catch {
+      return;
+    }
+    if (cmdline.length === 0) return;
+    Atomics.wait(nap, 0, 0, 20);
+  }
+}
+
 /** Kills the process group (if any) and removes the directories, synchronously. Idempotent. */
 function releaseNow(o: Owned): void {
   if (o.pgid !== undefined) {
     try {
       process.kill(-o.pgid, 'SIGKILL');
+      waitGone(o.pgid);
     } catch {
       // already gone
     }
