@@ -29,10 +29,6 @@ export class DesiredIndex {
   /** @param groupOf the VRRP group an entry's VIP belongs to ('' when VRRP is off). */
   constructor(private readonly groupOf: (v: DesiredVirtualService) => string) {}
 
-  get size(): number {
-    return this.byKey.size;
-  }
-
   get(key: string): DesiredVirtualService | undefined {
     return this.byKey.get(key);
   }
@@ -51,10 +47,6 @@ export class DesiredIndex {
   /** The VIPs of one group. */
   vipsOf(group: string): string[] {
     return [...(this.vipCounts.get(group)?.keys() ?? [])];
-  }
-
-  groups(): string[] {
-    return [...this.vipCounts.keys()];
   }
 
   forwardings(): Set<Forwarding> {

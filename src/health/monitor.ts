@@ -416,17 +416,7 @@ export class HealthMonitor {
       return candidates;
     }
     const now = this.now();
-    // Once per pass, not once per real server.
-    this.suspectNow = this.drSuspect();
-    const r = applyHealth(candidates, {
-      verdict: (node, vs) => this.verdict(node, vs),
-      suspectNodes: this.suspectNodes(),
-      lifecycle: this.lifecycle,
-      drained: (pair, since) => (this.drained.get(pair) ?? 0) > since,
-      now,
-      graceMs: this.hc.drainGraceSeconds * 1000,
-    });
-    this.suspectNow = undefined;
+    const r = this.applyVerdicts(candidates, now);
     this.lifecycle = r.lifecycle;
     for (const key of [...this.drained.keys()]) if (!this.lifecycle.has(key)) this.drained.delete(key);
     clearTimeout(this.deadlineTimer);
@@ -467,16 +457,7 @@ export class HealthMonitor {
       else this.plan.vs.delete(v.key);
     }
     const now = this.now();
-    this.suspectNow = this.drSuspect();
-    const r = applyHealth({ virtualServices: [...set], problems: [] }, {
-      verdict: (node, vs) => this.verdict(node, vs),
-      suspectNodes: this.suspectNodes(),
-      lifecycle: this.lifecycle,
-      drained: (pair, since) => (this.drained.get(pair) ?? 0) > since,
-      now,
-      graceMs: this.hc.drainGraceSeconds * 1000,
-    });
-    this.suspectNow = undefined;
+    const r = this.applyVerdicts({ virtualServices: [...set], problems: [] }, now);
     for (const [k, lc] of r.lifecycle) this.lifecycle.set(k, lc);
     for (const key of [...this.drained.keys()]) if (!this.lifecycle.has(key)) this.drained.delete(key);
     this.armDeadline(r.nextDeadline, now);
@@ -488,6 +469,24 @@ export class HealthMonitor {
     }
     if (t.changes.length > 0) this.o.onBackends?.(t.changes);
     return r.desired.virtualServices;
+  }
+
+  /** applyHealth() with this monitor's verdicts, lifecycle and drains (apply and patchCandidates). */
+  private applyVerdicts(candidates: DesiredState, now: number): ReturnType<typeof applyHealth> {
+    // Once per pass, not once per real server.
+    this.suspectNow = this.drSuspect();
+    try {
+      return applyHealth(candidates, {
+        verdict: (node, vs) => this.verdict(node, vs),
+        suspectNodes: this.suspectNodes(),
+        lifecycle: this.lifecycle,
+        drained: (pair, since) => (this.drained.get(pair) ?? 0) > since,
+        now,
+        graceMs: this.hc.drainGraceSeconds * 1000,
+      });
+    } finally {
+      this.suspectNow = undefined;
+    }
   }
 
   /** A pass is due when a drain grace period ends; an earlier deadline replaces a later one. */

@@ -41,18 +41,9 @@ export class DesiredModel {
   /** Services that lost a key, by id (their PortConflict problems). */
   private readonly losers = new Map<string, Set<string>>();
 
-  /** Whether rebuild() has run: updateServices() needs the environment it prepared. */
-  get built(): boolean {
-    return this.ctx !== undefined;
-  }
-
   /** When a NotReady node's grace period ends next: the state changes then, and a rebuild is due. */
   get nextDeadline(): number | undefined {
     return this.ctx?.nextDeadline;
-  }
-
-  get size(): number {
-    return this.winners.size;
   }
 
   /** Recomputes everything from the inputs; returns the whole state, like desiredState(). */
