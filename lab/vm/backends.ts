@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stage2Script, umlStage1Script, type Stage2Options } from './guest-scripts.js';
 import { ensureQemuAssets } from './qemu-assets.js';
+import { ensureUmlShim } from './uml-shim.js';
 
 export type Backend = 'uml' | 'qemu';
 
@@ -23,9 +24,11 @@ export interface LaunchPlan {
 
 /**
  * The backend a VM gets: the requested one, else IPVS_LB_LAB_BACKEND, else UML. UML (the faster lab) does not
- * run on every host: Debian 12's UML kernel cannot restore a process's FPU state through ptrace on some newer
- * host kernels and CPUs (its init dies at once with "ptrace set fp regs failed, errno = 14", measured on a
- * 6.18 host). So UML is asked for only where it boots (umlProblem, probed once per process); elsewhere the
+ * run on every host: Debian 12's UML kernel restores a process's FPU state through ptrace with a buffer of a
+ * fixed size, which hosts with a larger XSAVE area (AMX) refuse (its init dies at once with "ptrace set fp
+ * regs failed, errno = 14", measured on a 6.18 host); it runs with a preload that pads that buffer
+ * (lab/vm/uml-xstate.c). Should it still not boot, UML is asked for only where it does (umlProblem, probed
+ * once per process); elsewhere the
  * same tests run under QEMU, with a note on stderr. An explicit IPVS_LB_LAB_BACKEND=uml is taken as an
  * order: it fails with the reason instead.
  */
@@ -60,6 +63,21 @@ export function labTimeScale(requested?: Backend): number {
 
 let umlVerdict: { problem: string | undefined } | undefined;
 let umlNoted = false;
+let umlShim: { lib: string | undefined; error: string | undefined } | undefined;
+
+/** The host environment UML runs with: the XSAVE preload (lab/vm/uml-xstate.c) when it could be built. */
+function umlEnv(tmpDir: string): NodeJS.ProcessEnv {
+  umlShim ??= (() => {
+    try {
+      return { lib: ensureUmlShim(), error: undefined };
+    } catch (err) {
+      return { lib: undefined, error: (err as Error).message };
+    }
+  })();
+  const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: tmpDir };
+  if (umlShim.lib) env.LD_PRELOAD = [umlShim.lib, process.env.LD_PRELOAD].filter(Boolean).join(' ');
+  return env;
+}
 
 /** Why UML cannot boot here (undefined: it can). Boots it once with /bin/true as init (about 1 s): a kernel
  * that runs its init reports exit code 0 when init ends. */
@@ -73,12 +91,13 @@ export function umlProblem(): string | undefined {
       const r = spawnSync(UML_BINARY, [
         'mem=64M', 'rootfstype=hostfs', 'rootflags=/', 'ro', 'init=/bin/true', 'con=null', 'ssl=null', 'con0=fd:0,fd:1',
         'quiet', `umid=umlprobe${process.pid}`, `uml_dir=${dir}`,
-      ], { env: { ...process.env, TMPDIR: dir }, input: '', encoding: 'latin1', timeout: 60_000, maxBuffer: 4 << 20 });
+      ], { env: umlEnv(dir), input: '', encoding: 'latin1', timeout: 60_000, maxBuffer: 4 << 20 });
       const out = `${r.stdout ?? ''}\n${r.stderr ?? ''}`;
       if (!/Attempted to kill init! exitcode=0x00000000\b/.test(out)) {
         const lines = out.split('\n');
         const why = lines.find((l) => /ptrace.*failed/.test(l)) ?? lines.find((l) => /Kernel panic/.test(l)) ?? lines.find((l) => /^Checking .*(failed|error)/i.test(l));
         problem = why?.trim() ?? (r.error ? String(r.error.message) : `its init did not run (exit ${r.status ?? r.signal})`);
+        if (umlShim?.error) problem += `; without the XSAVE preload, which did not build: ${umlShim.error}`;
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -119,7 +138,7 @@ export function planLaunch(p: PlanInput): LaunchPlan {
         'con=null', 'ssl=null', 'con0=fd:0,fd:1', 'quiet', `umid=${p.id}`, `uml_dir=${p.shmDir}`,
       ],
       // UML maps guest RAM from a file it creates in $TMPDIR: keep it in our private directory.
-      env: { ...process.env, TMPDIR: p.shmDir },
+      env: umlEnv(p.shmDir),
       needsShmDir: true,
     };
   }
