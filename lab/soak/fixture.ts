@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { applyTopology, startVm, type Backend, type GuestProcess, type Vm } from '../vm/index.js';
+import { applyTopology, labTimeScale, startVm, type Backend, type GuestProcess, type Vm } from '../vm/index.js';
 import { findStalls, type Stall } from './explain.js';
 import type { Fault, Op } from './generator.js';
 import type { LogError } from './invariants.js';
@@ -100,7 +100,7 @@ export class SoakLab {
     for (const h of HOSTS) {
       // A service no Service owns: the daemons must leave it exactly as it is.
       await vm.run(['ipvsadm', '-A', '-t', `${f.address}:${f.port}`, '-s', f.scheduler], { ns: h.name });
-      await vm.writeFile(`${guestDir(h.name)}/config.yaml`, stringify(daemonConfig(h, { stateDir: `${guestDir(h.name)}/state`, runDir: guestRun(h.name), kubeconfig: `${KUBE_DIR}/kubeconfig` })));
+      await vm.writeFile(`${guestDir(h.name)}/config.yaml`, stringify(daemonConfig(h, { stateDir: `${guestDir(h.name)}/state`, runDir: guestRun(h.name), kubeconfig: `${KUBE_DIR}/kubeconfig` }, labTimeScale(vm.backend))));
     }
     // One after the other: the first becomes master of both groups (nopreempt), which the faults then move.
     for (const h of HOSTS) {
@@ -110,8 +110,9 @@ export class SoakLab {
     this.say(`lab: both daemons ready after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }
 
+  /** Waits for `check`; the timeout stretches with the backend (labTimeScale: QEMU runs the daemon slower). */
   async until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-    const end = Date.now() + timeoutMs;
+    const end = Date.now() + timeoutMs * labTimeScale(this.vm.backend);
     for (;;) {
       if (await check().catch(() => false)) return;
       if (Date.now() > end) throw new Error(`soak lab: timed out waiting for ${what}`);

@@ -121,7 +121,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
           prev = fp;
           prevAt = now;
         }
-        if (now - start > o.settleTimeoutMs) return last;
+        if (now - start > o.settleTimeoutMs * slowdown) return last;
         await sleep(500);
       }
     };

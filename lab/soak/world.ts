@@ -82,16 +82,22 @@ export const poolOfAddress = (address: string): SoakPool | undefined => {
   return POOLS.find((p) => last >= p.first && last <= p.last);
 };
 
-/** The daemon config for one LB host (the YAML the fixture writes). */
-export function daemonConfig(host: SoakHost, paths: { stateDir: string; runDir: string; kubeconfig: string }): Record<string, unknown> {
+/** The daemon config for one LB host (the YAML the fixture writes). `slowdown`: how many times slower than UML
+ * the backend runs the daemon's code (labTimeScale). */
+export function daemonConfig(host: SoakHost, paths: { stateDir: string; runDir: string; kubeconfig: string }, slowdown = 1): Record<string, unknown> {
   const peer = HOSTS.find((h) => h.name !== host.name)!;
   return {
     hostName: host.name,
     interface: 'eth0',
     stateDir: paths.stateDir,
     // The production Lease timings (15 s / 10 s / 2 s): shorter ones make a daemon on the emulated, shared CPU
-    // miss its renew deadline with no fault at all (seen: a 4 s deadline during a burst of four creates).
-    kubernetes: { kubeconfig: paths.kubeconfig, qps: 50, burst: 100, lease: { durationSeconds: 15, renewDeadlineSeconds: 10, retryPeriodSeconds: 2 } },
+    // miss its renew deadline with no fault at all (seen: a 4 s deadline during a burst of four creates). Under
+    // QEMU they stretch with the emulation: two daemons, the simulator and keepalived share one emulated CPU,
+    // and a daemon starting up after a kill held the other's renewals past 10 s (seen twice, no guest stall).
+    kubernetes: {
+      kubeconfig: paths.kubeconfig, qps: 50, burst: 100,
+      lease: { durationSeconds: 15 * slowdown, renewDeadlineSeconds: 10 * slowdown, retryPeriodSeconds: 2 * slowdown },
+    },
     pools: POOLS.map((p) => ({
       name: p.name, addresses: [`${VIP_PREFIX}${p.first}-${VIP_PREFIX}${p.last}`], avoidBuggyIPs: true, autoAssign: p.autoAssign,
     })),

@@ -114,6 +114,17 @@ export function umlRelease(): string {
   return rel;
 }
 
+/** Virtual CPUs of a QEMU guest: IPVS_LB_LAB_QEMU_CPUS, else 2. Multi-threaded TCG runs one host thread per
+ * virtual CPU, and a lab guest has work for two: both LB hosts' daemons, keepalived and the API simulator
+ * (measured, the soak's lab alone on a 2-core host: with one CPU the second daemon was not ready after 6 min,
+ * with two both were after 4 min). npm test runs QEMU lab files one at a time, so two fit the machine. */
+export function qemuCpus(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.IPVS_LB_LAB_QEMU_CPUS;
+  if (v === undefined || v === '') return 2;
+  if (!/^[1-8]$/.test(v)) throw new Error(`lab (qemu): IPVS_LB_LAB_QEMU_CPUS must be a whole number from 1 to 8 (got ${JSON.stringify(v)})`);
+  return Number(v);
+}
+
 export interface PlanInput {
   backend: Backend;
   runDir: string;
@@ -143,6 +154,7 @@ export function planLaunch(p: PlanInput): LaunchPlan {
     };
   }
   const assets = ensureQemuAssets();
+  const cpus = qemuCpus();
   writeFileSync(join(p.runDir, 'stage2.sh'), stage2Script({ runDir: p.runDir, mode: p.mode }), { mode: 0o755 });
   return {
     // A guest under QEMU does not see its console close (the serial line has no end of file), so a parent
@@ -150,7 +162,7 @@ export function planLaunch(p: PlanInput): LaunchPlan {
     command: 'setpriv',
     args: [
       '--pdeathsig', 'KILL', 'qemu-system-x86_64',
-      '-M', 'q35', '-accel', 'tcg,thread=multi,tb-size=128', '-cpu', 'max', '-smp', '1', '-m', `${p.memoryMb}M`,
+      '-M', 'q35', '-accel', 'tcg,thread=multi,tb-size=128', '-cpu', 'max', '-smp', String(cpus), '-m', `${p.memoryMb}M`,
       '-nodefaults', '-no-reboot', '-display', 'none', '-serial', 'stdio',
       '-kernel', assets.vmlinux, '-initrd', assets.initramfs,
       '-append', `console=ttyS0 quiet panic=-1 rdinit=/init lab.run=${p.runDir}`,

@@ -342,4 +342,12 @@ describe('soak error explanations', () => {
     assert.ok(explain([outage], line('lb2', msg, NOW + 6000)));
     assert.equal(explain([rec({ fault: { kind: 'watch-drop', abrupt: true }, hosts: [] })], line('lb2', msg, NOW + 100)), undefined);
   });
+
+  it('explains the peer\'s lost Lease by a daemon restart only on an emulated backend, and only while the restart may still load', () => {
+    const kill = rec({ fault: { kind: 'daemon-kill', host: 'lb1', downMs: 2000, withKeepalived: false }, hosts: ['lb1'] });
+    const msg = 'lease: could not renew within the renew deadline; stepping down';
+    assert.equal(explain([kill], line('lb2', msg, NOW + 150_000)), undefined, 'UML (slowdown 1): a daemon start-up holds up nobody');
+    assert.ok(explain([kill], line('lb2', msg, NOW + 150_000), [], undefined, 3));
+    assert.equal(explain([kill], line('lb2', msg, NOW + 200_000), [], undefined, 3), undefined);
+  });
 });
