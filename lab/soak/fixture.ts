@@ -58,7 +58,12 @@ export class SoakLab {
   private readonly token = randomBytes(18).toString('hex');
   private tokenFile = '';
   private bodyCounter = 0;
-  private constructor(readonly vm: Vm, private readonly say: (line: string) => void) {}
+  /** How many times slower than UML this lab's backend runs the daemons (labTimeScale): waits, the daemons'
+   * Lease timings and the soak's settle timeout stretch by it. */
+  readonly slowdown: number;
+  private constructor(readonly vm: Vm, private readonly say: (line: string) => void) {
+    this.slowdown = labTimeScale(vm.backend);
+  }
 
   static async start(o: SoakLabOptions = {}): Promise<SoakLab> {
     const say = o.log ?? (() => undefined);
@@ -100,7 +105,7 @@ export class SoakLab {
     for (const h of HOSTS) {
       // A service no Service owns: the daemons must leave it exactly as it is.
       await vm.run(['ipvsadm', '-A', '-t', `${f.address}:${f.port}`, '-s', f.scheduler], { ns: h.name });
-      await vm.writeFile(`${guestDir(h.name)}/config.yaml`, stringify(daemonConfig(h, { stateDir: `${guestDir(h.name)}/state`, runDir: guestRun(h.name), kubeconfig: `${KUBE_DIR}/kubeconfig` }, labTimeScale(vm.backend))));
+      await vm.writeFile(`${guestDir(h.name)}/config.yaml`, stringify(daemonConfig(h, { stateDir: `${guestDir(h.name)}/state`, runDir: guestRun(h.name), kubeconfig: `${KUBE_DIR}/kubeconfig` }, this.slowdown)));
     }
     // One after the other: the first becomes master of both groups (nopreempt), which the faults then move.
     for (const h of HOSTS) {
@@ -110,9 +115,9 @@ export class SoakLab {
     this.say(`lab: both daemons ready after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }
 
-  /** Waits for `check`; the timeout stretches with the backend (labTimeScale: QEMU runs the daemon slower). */
+  /** Waits for `check`; the timeout stretches with the backend (`slowdown`). */
   async until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-    const end = Date.now() + timeoutMs * labTimeScale(this.vm.backend);
+    const end = Date.now() + timeoutMs * this.slowdown;
     for (;;) {
       if (await check().catch(() => false)) return;
       if (Date.now() > end) throw new Error(`soak lab: timed out waiting for ${what}`);

@@ -6,7 +6,7 @@ import { describeFault, describeOp, initialGenState, nextStep, type FaultKind, t
 import { checkInvariants, fingerprint, type CheckResult, type Violation } from './invariants.js';
 import type { Observation } from './observation.js';
 import { Rng } from './rng.js';
-import { labTimeScale, type Backend } from '../vm/index.js';
+import type { Backend } from '../vm/index.js';
 
 export interface SoakOptions {
   seed: number;
@@ -88,10 +88,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const records: FaultRecord[] = [];
   o.log(`soak: seed ${o.seed}, up to ${Math.round(o.durationMs / 1000)} s and ${o.maxOps} operations; replay with --seed ${o.seed}`);
   let lab: SoakLab | undefined;
-  let slowdown = 1;
   try {
     lab = await SoakLab.start({ backend: o.backend, log: o.log, ...(o.artifactsDir ? { artifactsDir: o.artifactsDir } : {}) });
-    slowdown = labTimeScale(o.backend);
     const l = lab;
     const settle = async (): Promise<Settled> => {
       const start = Date.now();
@@ -106,7 +104,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
           obs = await l.observe();
           const errors = l.logErrors();
           const stalls = l.stalls();
-          checks = checkInvariants(obs, { plan: gen.services, logErrors: errors, explained: (e) => explain(records, e, stalls, undefined, slowdown) !== undefined, unexpectedExits });
+          checks = checkInvariants(obs, { plan: gen.services, logErrors: errors, explained: (e) => explain(records, e, stalls, undefined, l.slowdown) !== undefined, unexpectedExits });
         } catch (err) {
           checks = { passed: [], violations: [{ check: 'observe', message: (err as Error).message }] };
         }
@@ -121,7 +119,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
           prev = fp;
           prevAt = now;
         }
-        if (now - start > o.settleTimeoutMs * slowdown) return last;
+        if (now - start > o.settleTimeoutMs * l.slowdown) return last;
         await sleep(500);
       }
     };

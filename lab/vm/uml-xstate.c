@@ -47,8 +47,12 @@ static long xstate_bytes(pid_t pid) {
 }
 
 // XSAVE components that do not fit whole in the first `bytes` of a standard-format area (CPUID leaf 0xD
-// gives each user component's size and offset).
+// gives each user component's size and offset). Worked out once per length: UML passes the same one on
+// every context switch, and CPUID in a virtual machine traps to the hypervisor.
 static uint64_t components_beyond(size_t bytes) {
+  static __thread size_t cached_bytes;
+  static __thread uint64_t cached_mask;
+  if (bytes == cached_bytes) return cached_mask;
   uint64_t mask = 0;
   for (unsigned i = 2; i < 63; i++) {
     unsigned size, offset, ecx, edx;
@@ -56,26 +60,26 @@ static uint64_t components_beyond(size_t bytes) {
     if (ecx & 1) continue; // supervisor component: not in the ptrace (user) layout
     if ((size_t)offset + size > bytes) mask |= 1ULL << i;
   }
+  cached_mask = mask;
+  cached_bytes = bytes;
   return mask;
 }
 
 static long set_padded(pid_t pid, struct iovec *iov, long want) {
-  unsigned char *whole = calloc(1, (size_t)want);
-  if (!whole) {
+  // One whole-size buffer for the process's life (the host's size does not change), not one per call.
+  static __thread unsigned char *whole;
+  if (!whole && !(whole = malloc((size_t)want))) {
     errno = ENOMEM;
     return -1;
   }
   memcpy(whole, iov->iov_base, iov->iov_len);
+  memset(whole + iov->iov_len, 0, (size_t)want - iov->iov_len);
   uint64_t xfeatures;
   memcpy(&xfeatures, whole + XSAVE_HEADER_OFFSET, sizeof xfeatures);
   xfeatures &= ~components_beyond(iov->iov_len);
   memcpy(whole + XSAVE_HEADER_OFFSET, &xfeatures, sizeof xfeatures);
   struct iovec padded = {whole, (size_t)want};
-  long r = real_ptrace(PTRACE_SETREGSET, pid, (void *)(uintptr_t)NT_X86_XSTATE, &padded);
-  int saved = errno;
-  free(whole);
-  errno = saved;
-  return r;
+  return real_ptrace(PTRACE_SETREGSET, pid, (void *)(uintptr_t)NT_X86_XSTATE, &padded);
 }
 
 long ptrace(enum __ptrace_request request, ...) {
