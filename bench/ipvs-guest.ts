@@ -8,7 +8,8 @@
 //   2. one more Service the daemon's way, nine times (the median counts): DesiredModel recomputes that
 //      Service alone and the Reconciler gets a patch; then the same with a whole-state rebuild (what a Node
 //      change costs);
-//   3. a no-op resync (reads the whole table, diffs, writes nothing) and a no-op update pass;
+//   3. a no-op resync (reads the whole table, diffs, writes nothing), three no-op verifications (the daemon's
+//      rolling check between resyncs: the next 100 services re-read) and a no-op update pass;
 //   4. the same table with one `ipvsadm -R` (the C tool's bulk path), in the fresh namespace restoreNs;
 //   5. one `ipvsadm` process per rule for a sample of rules, extrapolated to the table (the seed controller's
 //      way), in the fresh namespace perRuleNs.
@@ -47,6 +48,10 @@ export interface GuestOptions {
 /** One-more-Service passes measured (each adds one): the first ones run code the emulated guest has not
  * compiled yet (measured: 28 ms, 7 ms, then 4 ms), a daemon pays that once; the median counts. */
 const INCREMENTS = 9;
+
+/** Services per verification pass: the daemon's default (reconcile.verifyServices), every 1 s by default. */
+const VERIFY_SERVICES = 100;
+const VERIFY_INTERVAL_S = 1;
 
 const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
 
@@ -268,6 +273,17 @@ async function measure(client: IpvsClient, o: GuestOptions, dir: string): Promis
   const noopMs = resync.ms;
   const noopMessages = resync.messages;
   const noopWrites = Math.max(...resyncs.map((x) => x.r.operations));
+  // The rolling verification between resyncs (reconcile.verifyIntervalMs), the daemon's default slice: three
+  // passes, each re-reading the next VERIFY_SERVICES services from the kernel; the median counts.
+  const verifies: Array<{ ms: number; r: PassReport }> = [];
+  for (let k = 0; k < 3; k++) {
+    t0 = performance.now();
+    const r = await rec.verifyNow(VERIFY_SERVICES);
+    verifies.push({ ms: performance.now() - t0, r });
+    if (r.kernelRead || r.verified !== Math.min(VERIFY_SERVICES, total)) throw new Error(`verification pass: ${JSON.stringify(r)}`);
+  }
+  const verify = [...verifies].sort((x, y) => x.ms - y.ms)[1]!;
+  const verifyWrites = Math.max(...verifies.map((x) => x.r.operations + x.r.drifted.length));
   t1 = performance.now();
   const table3 = world.model.rebuild(world.inputs()).virtualServices;
   const noopRebuildMs = performance.now() - t1;
@@ -310,6 +326,8 @@ async function measure(client: IpvsClient, o: GuestOptions, dir: string): Promis
     noop_resync_ms: round(noopMs, 1), noop_read_ms: round(noop.readMs, 1), noop_diff_ms: round(noop.durationMs - noop.readMs, 1), noop_read_us_per_dest: round((noop.readMs * 1000) / (rules - services), 2),
     noop_kernel_cpu_ms: round(resync.systemMs, 1), noop_user_cpu_ms: round(resync.userMs, 1),
     noop_writes: noopWrites, noop_messages_sent: noopMessages,
+    noop_verify_ms: round(verify.ms, 1), noop_verify_services: verify.r.verified, noop_verify_us_per_service: round((verify.ms * 1000) / verify.r.verified, 0), noop_verify_writes: verifyWrites,
+    verify_coverage_s: Math.ceil(total / VERIFY_SERVICES) * VERIFY_INTERVAL_S,
     noop_pass_ms: round(noopPassMs, 2), noop_pass_writes: noopPass.operations, noop_pass_compared: noopPass.compared, noop_pass_diff_ms: noopPass.diffMs,
     pure_noop_diff_ms: round(pureMs, 2),
     delete_all_ms: round(deleteMs),

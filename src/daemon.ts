@@ -86,7 +86,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   }
 
   let lastPass: StatusView['lastReconcile'] = null;
-  const dataPlane = o.makeDataPlane?.(config, log, {
+  const dataPlane: DataPlane = o.makeDataPlane?.(config, log, {
     onPass: (r) => {
       metrics.observePass(r);
       lastPass = { at: new Date().toISOString(), operations: r.operations, errors: r.errors, durationMs: r.durationMs };
@@ -315,6 +315,18 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   const resyncTimer = setInterval(() => {
     if (feed.started) void dataPlane.reconcileNow().catch((err) => log.error({ err: String(err) }, 'periodic reconcile failed'));
   }, config.reconcile.resyncSeconds * 1000);
+  // Between resyncs, a few services at a time are re-read, so drift on a small table is repaired within a
+  // second and a large one is covered without a whole-table read every time. Skipped while a pass is queued.
+  let verifying = false;
+  const verifyTimer = config.reconcile.verifyIntervalMs > 0 && dataPlane.verifyNow
+    ? setInterval(() => {
+      if (!feed.started || verifying) return;
+      verifying = true;
+      void dataPlane.verifyNow!(config.reconcile.verifyServices)
+        .catch((err: unknown) => log.error({ err: String(err) }, 'verification failed'))
+        .finally(() => (verifying = false));
+    }, config.reconcile.verifyIntervalMs)
+    : undefined;
 
   const started = (async () => {
     // Leadership may take a retry period: give the election one round before start-up decides whether to
@@ -339,6 +351,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   process.off('SIGHUP', onHup);
   clearInterval(expireTimer);
   clearInterval(resyncTimer);
+  clearInterval(verifyTimer);
   feed.stop();
   await Promise.race([started, new Promise((r) => setTimeout(r, 2000))]);
   await elector.stop();

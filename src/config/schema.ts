@@ -227,11 +227,15 @@ export function parseConfig(raw: unknown, source = '(inline)'): ParseResult {
     weightByEndpoints: b.boolean('weightByEndpoints', false),
   };
 
-  const r = top.child('reconcile', ['resyncSeconds', 'coalesceMs']);
+  const r = top.child('reconcile', ['resyncSeconds', 'coalesceMs', 'verifyIntervalMs', 'verifyServices']);
   const reconcile = {
     resyncSeconds: r.integer('resyncSeconds', { default: 30, min: 1, max: 86400 })!,
     coalesceMs: r.integer('coalesceMs', { default: 50, min: 0, max: 10000 })!,
+    verifyIntervalMs: r.integer('verifyIntervalMs', { default: 1000, min: 0, max: 600000 })!,
+    verifyServices: r.integer('verifyServices', { default: 100, min: 1, max: 100000 })!,
   };
+  // Shorter than that, the rolling verification would keep the kernel busy with reads that find nothing.
+  if (reconcile.verifyIntervalMs > 0 && reconcile.verifyIntervalMs < 100) problems.add(r.at('verifyIntervalMs'), 'must be 0 (off) or at least 100', reconcile.verifyIntervalMs);
   const sysctl = { manage: top.child('sysctl', ['manage']).boolean('manage', false) };
 
   const v = top.child('vrrp', ['enabled', 'routerId', 'keepalivedPath', 'configPath', 'garpRepeat', 'garpIntervalMs', 'syncDaemon', 'groups']);

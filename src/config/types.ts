@@ -150,7 +150,8 @@ export interface Config {
     notReadyGraceSeconds: number;
     weightByEndpoints: boolean;
   };
-  reconcile: { resyncSeconds: number; coalesceMs: number };
+  /** verifyIntervalMs 0: no rolling verification between resyncs. */
+  reconcile: { resyncSeconds: number; coalesceMs: number; verifyIntervalMs: number; verifyServices: number };
   sysctl: { manage: boolean };
   vrrp: VrrpConfig;
   api: ApiConfig;

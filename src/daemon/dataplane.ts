@@ -14,8 +14,10 @@ export interface ReconcileResult {
   byKind?: Record<string, number>;
   /** Whether the pass read the kernel's table (a resync) or diffed against the remembered one. */
   kernelRead?: boolean;
-  /** Owned virtual services a resync found changed outside ipvs-lb (and restored). */
+  /** Owned virtual services a resync or verification found changed outside ipvs-lb (and restored). */
   drifted?: string[];
+  /** Services a rolling verification re-read from the kernel (0 or absent for other passes). */
+  verified?: number;
 }
 
 /** What the daemon wants to hear from a data plane it builds (metrics). */
@@ -40,6 +42,9 @@ export interface DataPlane {
    * of the changed entries only. */
   patch(changes: DesiredPatch): void;
   reconcileNow(): Promise<ReconcileResult>;
+  /** The rolling verification between resyncs (reconcile.verifyIntervalMs): re-reads the next `count`
+   * services from the kernel and repairs those changed out of band. */
+  verifyNow?(count: number): Promise<ReconcileResult>;
   reconfigure(config: Config): Promise<void>;
   health(): DataPlaneHealth;
   virtualServices(): Promise<VirtualServiceView[]>;

@@ -21,7 +21,7 @@ export function makeKernelDataPlane(config: Config, log: Logger, hooks: DataPlan
   return new KernelDataPlane(config, log, hooks);
 }
 
-const result = (r: PassReport): ReconcileResult & { byKind: Record<string, number> } => ({ operations: r.operations, errors: r.errors, durationMs: r.durationMs, byKind: r.byKind, kernelRead: r.kernelRead, drifted: r.drifted });
+const result = (r: PassReport): ReconcileResult & { byKind: Record<string, number> } => ({ operations: r.operations, errors: r.errors, durationMs: r.durationMs, byKind: r.byKind, kernelRead: r.kernelRead, drifted: r.drifted, verified: r.verified });
 const traffic = (s: Stats) => ({
   connections: Number(s.conns), packetsIn: Number(s.inpkts), packetsOut: Number(s.outpkts), bytesIn: Number(s.inbytes), bytesOut: Number(s.outbytes), cps: Number(s.cps),
 });
@@ -236,6 +236,12 @@ export class KernelDataPlane implements DataPlane {
     this.refreshSysctls();
     if (!this.haveDesired) return { operations: 0, errors: 0, durationMs: 0 };
     return result(await this.reconciler.reconcileNow({ read: true }));
+  }
+
+  /** A rolling verification of the next `count` services (no sysctl check: that is the resync's). */
+  async verifyNow(count: number): Promise<ReconcileResult> {
+    if (!this.reconciler || !this.haveDesired) return { operations: 0, errors: 0, durationMs: 0 };
+    return result(await this.reconciler.verifyNow(count));
   }
 
   async reconfigure(config: Config): Promise<void> {

@@ -36,6 +36,7 @@ export class Metrics {
   readonly reconcileErrors: Counter;
   readonly reconcileLastSuccess: Gauge;
   readonly reconcileDrift: Counter;
+  readonly reconcileVerified: Counter;
   readonly apiErrors: Counter;
   readonly allocations: Counter;
   readonly decisionSeconds: Histogram;
@@ -58,7 +59,8 @@ export class Metrics {
     this.reconcileOperations = new Counter({ name: 'ipvs_lb_reconcile_operations_total', help: 'kernel operations applied', labelNames: ['op'], registers: [r] });
     this.reconcileErrors = new Counter({ name: 'ipvs_lb_reconcile_errors_total', help: 'kernel operations that failed', registers: [r] });
     this.reconcileLastSuccess = new Gauge({ name: 'ipvs_lb_reconcile_last_success_timestamp_seconds', help: 'end of the last reconcile pass without errors', registers: [r] });
-    this.reconcileDrift = new Counter({ name: 'ipvs_lb_reconcile_drift_total', help: 'owned virtual services a resync found changed outside ipvs-lb (and restored)', registers: [r] });
+    this.reconcileDrift = new Counter({ name: 'ipvs_lb_reconcile_drift_total', help: 'owned virtual services a resync or verification found changed outside ipvs-lb (and restored)', registers: [r] });
+    this.reconcileVerified = new Counter({ name: 'ipvs_lb_reconcile_verified_total', help: 'services re-read from the kernel by the rolling verification between resyncs', registers: [r] });
     this.apiErrors = new Counter({ name: 'ipvs_lb_kubernetes_api_errors_total', help: 'failed list or watch requests to the Kubernetes API, by resource kind', labelNames: ['kind'], registers: [r], collect() {
       // Mirrors the watchers' own counts; a kind that never failed shows 0 once its watcher exists.
       const kinds = src.kubernetes().byKind;
@@ -186,12 +188,13 @@ export class Metrics {
 
   /** After each reconcile pass: duration, operations by kind, failures, the time of the last clean one, and
    * owned virtual services a resync found changed out of band (and restored). */
-  observePass(p: { operations: number; errors: number; durationMs: number; byKind: Record<string, number>; drifted?: string[] }, now = Date.now()): void {
+  observePass(p: { operations: number; errors: number; durationMs: number; byKind: Record<string, number>; drifted?: string[]; verified?: number }, now = Date.now()): void {
     this.reconcileDuration.observe(p.durationMs / 1000);
     for (const [op, n] of Object.entries(p.byKind)) this.reconcileOperations.inc({ op }, n);
     if (p.errors > 0) this.reconcileErrors.inc(p.errors);
     else this.reconcileLastSuccess.set(now / 1000);
     if (p.drifted && p.drifted.length > 0) this.reconcileDrift.inc(p.drifted.length);
+    if (p.verified) this.reconcileVerified.inc(p.verified);
   }
 
   /** After each ledger commit: allocation changes by kind (allocate, update, release, unquarantine). */

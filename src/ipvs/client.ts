@@ -233,6 +233,54 @@ export class IpvsClient {
     return this.destinationsVia(this.transport, key);
   }
 
+  private async serviceVia(transport: NetlinkTransport, key: ServiceKey): Promise<Service | undefined> {
+    const req = getServiceRequest(key);
+    try {
+      const [reply] = await this.call(req, transport);
+      return reply ? decode(() => decodeServiceMsg(reply, { stats: false }), req.describe) : undefined;
+    } catch (e) {
+      if (e instanceof NetlinkError && (e.code === 'ESRCH' || e.code === 'ENOENT')) return undefined;
+      throw e;
+    }
+  }
+
+  /**
+   * Some services as the kernel holds them now, each with its destinations (no counters), in the order of
+   * `keys`; undefined where the kernel has no such service. Costs two exchanges per service (a get and a
+   * destination dump), spread over `concurrency` sockets: for re-reading a few services without reading the
+   * whole table (the reconciler's rolling verification).
+   */
+  async entries(keys: readonly ServiceKey[], opts: { concurrency?: number } = {}): Promise<Array<TableEntry | undefined>> {
+    const out: Array<TableEntry | undefined> = new Array(keys.length).fill(undefined);
+    if (keys.length === 0) return out;
+    const lanes = this.lanes(Math.max(1, Math.min(opts.concurrency ?? 4, 16, keys.length)));
+    let next = 0;
+    await Promise.all(
+      lanes.map(async (lane) => {
+        while (next < keys.length) {
+          const i = next++;
+          const service = await this.serviceVia(lane, keys[i]!);
+          if (!service) continue;
+          try {
+            // A service deleted between the two requests dumps as empty (or ESRCH on some kernels): read as absent.
+            const destinations = await this.destinationsVia(lane, keys[i]!);
+            out[i] = { service, destinations };
+          } catch (e) {
+            if (e instanceof NetlinkError && e.code === 'ESRCH') continue;
+            throw e;
+          }
+        }
+      }),
+    );
+    return out;
+  }
+
+  /** The main socket and up to want-1 more, opened on first use and kept (one dump in flight per socket). */
+  private lanes(want: number): NetlinkTransport[] {
+    while (this.dumpers.length < want - 1) this.dumpers.push(new NetlinkTransport({ ...this.transportOpts, protocol: NETLINK_GENERIC }));
+    return [this.transport, ...this.dumpers.slice(0, want - 1)];
+  }
+
   private async destinationsVia(transport: NetlinkTransport, key: ServiceKey): Promise<Destination[]> {
     const { family } = serviceKeyAttrs(key);
     const req = dumpDestsRequest(key);
@@ -299,9 +347,7 @@ export class IpvsClient {
   /** Fills out[i] for each index with the service's destinations from netlink dumps over several sockets. */
   private async dumpDestinations(services: readonly Service[], indexes: readonly number[], out: (ServiceWithDests | TableEntry | undefined)[], concurrency = 4): Promise<void> {
     if (indexes.length === 0) return;
-    const want = Math.max(1, Math.min(concurrency, 16, indexes.length));
-    while (this.dumpers.length < want - 1) this.dumpers.push(new NetlinkTransport({ ...this.transportOpts, protocol: NETLINK_GENERIC }));
-    const lanes = [this.transport, ...this.dumpers.slice(0, want - 1)];
+    const lanes = this.lanes(Math.max(1, Math.min(concurrency, 16, indexes.length)));
     let next = 0;
     await Promise.all(
       lanes.map(async (lane) => {

@@ -6,10 +6,14 @@
 //   passes left it, so one new Service costs its own operations and not a read of 10,000 services; and an
 //   entry that asks for what it asked at the last pass (same object, or same fields and the same shared
 //   real-server list) skips the comparison with the kernel, so the pure work is a lookup per service.
+// - a verification (verifyNow(n), the daemon's rolling check between resyncs) re-reads n of the desired services
+//   from the kernel, the next ones in turn, and repairs and reports any that drifted: each costs its own two
+//   exchanges, so drift on a small table is repaired within a second and a large table is covered bit by bit
+//   without a whole-table read each time.
 // Any failed operation or transport error drops that remembered table: the next pass reads the kernel again,
 // and an update pass with failures is followed at once by a resync.
 import { performance } from 'node:perf_hooks';
-import type { IpvsClient } from '../ipvs/index.js';
+import type { IpvsClient, ServiceKey } from '../ipvs/index.js';
 import type { DesiredVirtualService } from '../model/types.js';
 import type { Logger } from '../util/log.js';
 import { changedByKey, changedServices, diff, sameService } from './diff.js';
@@ -18,7 +22,7 @@ import type { OwnedServices } from './ownership.js';
 import type { KernelDestination, KernelService, Operation } from './types.js';
 
 export interface ReconcilerOptions {
-  client: Pick<IpvsClient, 'table' | 'apply'>;
+  client: Pick<IpvsClient, 'table' | 'apply' | 'entries'>;
   owned: OwnedServices;
   log: Logger;
   coalesceMs: number;
@@ -44,9 +48,11 @@ export interface PassReport {
   /** Desired services compared in full with the kernel's entry; the others were unchanged since the last
    * pass (all of them after a kernel read). */
   compared: number;
-  /** Owned virtual services a resync found different from what ipvs-lb had programmed (changed outside
-   * ipvs-lb), repaired by this pass. */
+  /** Owned virtual services a resync or verification found different from what ipvs-lb had programmed
+   * (changed outside ipvs-lb), repaired by this pass. */
   drifted: string[];
+  /** Services a verification re-read from the kernel (0 for other passes). */
+  verified: number;
 }
 
 export interface ReconcilerTotals {
@@ -55,6 +61,14 @@ export interface ReconcilerTotals {
   operations: number;
   errors: number;
   drifted: number;
+  verified: number;
+}
+
+interface Queued {
+  read: boolean;
+  /** Services to verify (the most any caller asked for); moot when `read`. */
+  verify: number;
+  waiters: Waiter[];
 }
 
 interface Waiter {
@@ -79,7 +93,10 @@ export class Reconciler {
   private timer: NodeJS.Timeout | undefined;
   /** The kernel's table as the last read and the operations since left it; undefined: read before diffing. */
   private kernel: Map<string, KernelService> | undefined;
-  private queued: { read: boolean; waiters: Waiter[] } | undefined;
+  private queued: Queued | undefined;
+  /** The rolling verification's round: the desired keys as they were when it began, and the next one. */
+  private verifyOrder: string[] = [];
+  private verifyAt = 0;
   /** A resync's kernel read in flight: update passes go on beside it (against the remembered table) and the
    * keys they write are recorded, so the read's answer for those keys is not mistaken for drift. */
   private reading: { touched: Set<string> } | undefined;
@@ -91,7 +108,7 @@ export class Reconciler {
   private stopped = false;
   passes = 0;
   lastReport: PassReport | undefined;
-  readonly totals: ReconcilerTotals = { passes: 0, kernelReads: 0, operations: 0, errors: 0, drifted: 0 };
+  readonly totals: ReconcilerTotals = { passes: 0, kernelReads: 0, operations: 0, errors: 0, drifted: 0, verified: 0 };
 
   constructor(private readonly o: ReconcilerOptions) {}
 
@@ -161,11 +178,31 @@ export class Reconciler {
         this.wake?.();
         return;
       }
-      const q = (this.queued ??= { read: false, waiters: [] });
+      const q = this.queue();
       q.read ||= read;
       q.waiters.push({ resolve, reject });
       this.draining ??= this.drain();
     });
+  }
+
+  /**
+   * A verification: re-reads the next `count` desired services from the kernel (round after round over the
+   * whole desired state, each service at most once per pass), repairs those that differ and reports the owned
+   * ones among them as drifted. Also applies pending changes, like an update pass. Without a remembered table
+   * (before the first pass, after a failure) it is a resync. Queued like reconcileNow(); a resync asked for
+   * at the same time covers it.
+   */
+  verifyNow(count: number): Promise<PassReport> {
+    return new Promise((resolve, reject) => {
+      const q = this.queue();
+      q.verify = Math.max(q.verify, Math.max(0, Math.floor(count)));
+      q.waiters.push({ resolve, reject });
+      this.draining ??= this.drain();
+    });
+  }
+
+  private queue(): Queued {
+    return (this.queued ??= { read: false, verify: 0, waiters: [] });
   }
 
   private async drain(): Promise<void> {
@@ -173,10 +210,10 @@ export class Reconciler {
       const q = this.queued;
       this.queued = undefined;
       try {
-        const r = q.read && this.kernel ? await this.resyncBeside() : await this.pass(q.read);
+        const r = q.read && this.kernel ? await this.resyncBeside() : await this.pass(q.read, { verify: q.verify });
         for (const w of q.waiters) w.resolve(r);
         // Failures against the remembered table mean it was wrong: repair from a fresh read right away.
-        if (!r.kernelRead && r.errors > 0) this.queued ??= { read: true, waiters: [] };
+        if (!r.kernelRead && r.errors > 0) this.queue().read = true;
       } catch (err) {
         for (const w of q.waiters) w.reject(err);
       }
@@ -213,7 +250,7 @@ export class Reconciler {
             const r = await this.pass(false, { touched: reading.touched });
             for (const w of waiters) w.resolve(r);
             // The read may predate what failed: another resync follows this one.
-            if (r.errors > 0) this.queued ??= { read: true, waiters: [] };
+            if (r.errors > 0) this.queue().read = true;
           } catch (err) {
             for (const w of waiters) w.reject(err);
           }
@@ -225,8 +262,7 @@ export class Reconciler {
     } finally {
       this.reading = undefined;
       if (this.beside) {
-        const q = (this.queued ??= { read: false, waiters: [] });
-        q.waiters.push(...this.beside);
+        this.queue().waiters.push(...this.beside);
         this.beside = undefined;
       }
     }
@@ -235,6 +271,47 @@ export class Reconciler {
       throw readError;
     }
     return this.pass(true, { fresh: { table: fresh!, readMs: performance.now() - t0, startedAt: t0 }, touched: reading.touched });
+  }
+
+  /** The next keys of the rolling verification: at most `count`, each once, starting a new round (over the
+   * desired keys as they are then) when the last one ends; keys no longer desired are skipped. */
+  private nextToVerify(count: number): string[] {
+    const desired = (this.byKey ??= new Map(this.desired.map((v) => [v.key, v])));
+    const out = new Set<string>();
+    let newRound = false;
+    while (out.size < count) {
+      if (this.verifyAt >= this.verifyOrder.length) {
+        if (newRound) break;
+        this.verifyOrder = [...desired.keys()];
+        this.verifyAt = 0;
+        newRound = true;
+        if (this.verifyOrder.length === 0) break;
+      }
+      const k = this.verifyOrder[this.verifyAt++]!;
+      if (desired.has(k)) out.add(k);
+    }
+    return [...out];
+  }
+
+  /** Replaces the remembered entries of `keys` with what the kernel holds now; an owned one that differs from
+   * what was remembered is drift. The keys are marked for the diff that follows. */
+  private async refresh(kernel: Map<string, KernelService>, keys: readonly string[], report: PassReport): Promise<void> {
+    if (keys.length === 0) return;
+    const byKey = this.byKey!;
+    const entries = await this.o.client.entries(keys.map((k) => serviceKeyOf(byKey.get(k)!)));
+    const dirty = this.dirty;
+    keys.forEach((key, i) => {
+      const e = entries[i];
+      const fresh = e ? fromKernel(e) : undefined;
+      const remembered = kernel.get(key);
+      if (this.isOwned(key) && (remembered && fresh ? !sameService(remembered, fresh) : remembered !== fresh)) report.drifted.push(key);
+      if (fresh) kernel.set(key, fresh);
+      else kernel.delete(key);
+      this.synced.delete(key);
+      if (dirty !== 'all') dirty.add(key);
+    });
+    report.verified = keys.length;
+    report.drifted.sort();
   }
 
   private isOwned = (key: string): boolean => this.o.owned.has(key) || this.vipSet().has(vipOfKey(key));
@@ -267,10 +344,14 @@ export class Reconciler {
    * One pass. `fresh`: the kernel's table read already (resyncBeside), with `touched` the keys written since
    * the read began. `touched` alone: this is an update pass beside a read, which records the keys it writes.
    */
-  private async pass(read: boolean, o: { fresh?: { table: Map<string, KernelService>; readMs: number; startedAt: number }; touched?: Set<string> } = {}): Promise<PassReport> {
+  private async pass(read: boolean, o: { fresh?: { table: Map<string, KernelService>; readMs: number; startedAt: number }; touched?: Set<string>; verify?: number } = {}): Promise<PassReport> {
     // A resync's duration counts from the start of its read.
     const t0 = o.fresh?.startedAt ?? performance.now();
-    const report: PassReport = { operations: 0, errors: 0, durationMs: 0, kernelRead: false, readMs: 0, diffMs: 0, applyMs: 0, byKind: {}, errorMessages: [], drifted: [], compared: 0 };
+    const report: PassReport = { operations: 0, errors: 0, durationMs: 0, kernelRead: false, readMs: 0, diffMs: 0, applyMs: 0, byKind: {}, errorMessages: [], drifted: [], compared: 0, verified: 0 };
+    if (!read && this.kernel && o.verify) {
+      await this.refresh(this.kernel, this.nextToVerify(o.verify), report);
+      report.readMs = round(performance.now() - t0);
+    }
     if (read || !this.kernel) {
       const remembered = this.kernel;
       this.forget();
@@ -342,12 +423,14 @@ export class Reconciler {
       this.o.log.info({ operations: ops.length, byKind: report.byKind, kernelRead: report.kernelRead }, 'kernel reconciled');
     }
     if (report.drifted.length > 0) {
-      this.o.log.warn({ services: report.drifted.slice(0, 20), count: report.drifted.length }, 'owned IPVS services were changed outside ipvs-lb; restored');
+      const foundBy = report.kernelRead ? 'resync' : 'verification';
+      this.o.log.warn({ services: report.drifted.slice(0, 20), count: report.drifted.length, foundBy }, 'owned IPVS services were changed outside ipvs-lb; restored');
     }
     report.durationMs = round(performance.now() - t0);
     this.passes++;
     this.totals.passes++;
     if (report.kernelRead) this.totals.kernelReads++;
+    this.totals.verified += report.verified;
     this.totals.operations += report.operations;
     this.totals.errors += report.errors;
     this.totals.drifted += report.drifted.length;
@@ -415,6 +498,10 @@ function remember(kernel: Map<string, KernelService>, op: Operation): void {
       return;
     }
   }
+}
+
+function serviceKeyOf(v: DesiredVirtualService): ServiceKey {
+  return { address: v.vip, protocol: v.protocol.toLowerCase() as 'tcp' | 'udp' | 'sctp', port: v.port };
 }
 
 /** `TCP/192.0.2.1:80` → `192.0.2.1`; `TCP/[2001:db8::1]:80` → `2001:db8::1`. */

@@ -66,7 +66,8 @@ describe('lab: the daemon programs real IPVS and binds the VIP', { timeout: (300
       pools: [{ name: 'default', addresses: ['192.0.2.0/24'], avoidBuggyIPs: true }],
       scheduler: 'rr',
       vrrp: { enabled: false, garpRepeat: 1 },
-      reconcile: { coalesceMs: 20, resyncSeconds: 2 },
+      // No periodic resync during the run: the rolling verification alone must find out-of-band edits.
+      reconcile: { coalesceMs: 20, resyncSeconds: 3600, verifyIntervalMs: 500 },
       healthCheck: { enabled: false },
     }));
     daemon = await startDaemon();
@@ -97,15 +98,22 @@ describe('lab: the daemon programs real IPVS and binds the VIP', { timeout: (300
     for (const a of answers) assert.equal(a.client, '203.0.113.10');
   });
 
-  it('the periodic resync restores a destination deleted by hand, says so, and leaves a foreign service alone', async () => {
+  it('the rolling verification restores a destination deleted by hand, says so, and leaves a foreign service alone', async () => {
     await vm.run(['ipvsadm', '-A', '-t', '203.0.113.99:22', '-s', 'wlc'], { ns: 'lb1' });
     await vm.run(['ipvsadm', '-d', '-t', `${VIP}:80`, '-r', '198.51.100.12:80'], { ns: 'lb1' });
-    // No request to the daemon: the resync every 2 s (reconcile.resyncSeconds) finds and repairs it.
+    // No request to the daemon and no resync due (resyncSeconds 3600): the verification every 0.5 s re-reads
+    // the service and repairs it.
     const table = await until('the destination back', async () => ((await ipvs()).match(/198\.51\.100\.12:80\s+Route/) ? ipvs() : undefined));
     assert.match(table, /TCP\s+203\.0\.113\.99:22 wlc/);
-    await until('the drift reported', async () => (/"services":\["TCP\/192\.0\.2\.1:80"\].*changed outside ipvs-lb; restored/.test(daemon.log()) ? true : undefined));
+    await until('the drift reported', async () => (/"services":\["TCP\/192\.0\.2\.1:80"\].*"foundBy":"verification".*changed outside ipvs-lb; restored/.test(daemon.log()) ? true : undefined));
     const metrics = (await vm.run(['curl', '-sS', 'http://127.0.0.1:9742/metrics'], { ns: 'lb1' })).stdout;
     assert.match(metrics, /^ipvs_lb_reconcile_drift_total 1$/m);
+    assert.match(metrics, /^ipvs_lb_reconcile_verified_total [1-9]\d*$/m);
+    // The scheduler changed by hand (ipvsadm -E) comes back the same way.
+    await vm.run(['ipvsadm', '-E', '-t', `${VIP}:80`, '-s', 'wlc'], { ns: 'lb1' });
+    await until('the scheduler back', async () => (new RegExp(`TCP\\s+${VIP.replace(/\./g, '\\.')}:80 rr`).test(await ipvs()) ? true : undefined));
+    // The metric follows the pass that wrote the repair.
+    await until('the second drift counted', async () => (/^ipvs_lb_reconcile_drift_total 2$/m.test((await vm.run(['curl', '-sS', 'http://127.0.0.1:9742/metrics'], { ns: 'lb1' })).stdout) ? true : undefined));
   });
 
   it('a restart with nothing changed makes zero kernel writes', async () => {

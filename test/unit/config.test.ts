@@ -34,6 +34,16 @@ describe('config loader', () => {
     assert.equal(c.ipam.releaseQuarantineSeconds, 60);
     assert.equal(c.pools[0]!.autoAssign, true);
     assert.equal(c.pools[0]!.avoidBuggyIPs, false);
+    assert.deepEqual(c.reconcile, { resyncSeconds: 30, coalesceMs: 50, verifyIntervalMs: 1000, verifyServices: 100 });
+  });
+
+  it('takes the rolling verification off with 0 and refuses an interval that would only keep the kernel busy', () => {
+    const off = parse(`${minimal}reconcile: {verifyIntervalMs: 0}\n`);
+    assert.ok(off.ok && off.config.reconcile.verifyIntervalMs === 0);
+    assert.deepEqual(problems(`${minimal}reconcile: {verifyIntervalMs: 20, verifyServices: 0}\n`), [
+      'reconcile.verifyServices: must be an integer between 1 and 100000 (got 0)',
+      'reconcile.verifyIntervalMs: must be 0 (off) or at least 100 (got 20)',
+    ]);
   });
 
   it('reports three mistakes in three places at once, each with path and value', () => {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { NetlinkError } from '../../src/ipvs/errors.js';
-import type { IpvsOp, OpResult, TableEntry } from '../../src/ipvs/index.js';
+import type { IpvsOp, OpResult, ServiceKey, TableEntry } from '../../src/ipvs/index.js';
 import type { DesiredVirtualService } from '../../src/model/types.js';
 import { OwnedServices } from '../../src/reconcile/ownership.js';
 import { Reconciler } from '../../src/reconcile/reconciler.js';
@@ -28,6 +28,16 @@ class MemoryIpvs {
   async read(): Promise<TableEntry[]> {
     this.reads++;
     return [...this.entries.values()].map((e) => ({ service: { ...e.service }, destinations: e.destinations.map((d) => ({ ...d })) }));
+  }
+
+  /** Services re-read one by one (IpvsClient.entries). */
+  entryReads = 0;
+  async entriesOf(keys: ReadonlyArray<{ address?: string; protocol?: string; port?: number }>): Promise<Array<TableEntry | undefined>> {
+    this.entryReads += keys.length;
+    return keys.map((k) => {
+      const e = this.entries.get(this.k({ address: k.address, protocol: k.protocol, port: k.port ?? 0 }));
+      return e && { service: { ...e.service }, destinations: e.destinations.map((d) => ({ ...d })) };
+    });
   }
 
   foreign(address: string, port: number): void {
@@ -98,7 +108,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 let n = 0;
 
 function setup(kernel = new MemoryIpvs(), file = join(dir, `owned-${n++}.json`)) {
-  const client = { table: () => kernel.read(), apply: (ops: readonly IpvsOp[]) => kernel.apply(ops) };
+  const client = { table: () => kernel.read(), apply: (ops: readonly IpvsOp[]) => kernel.apply(ops), entries: (keys: readonly ServiceKey[]) => kernel.entriesOf(keys as Array<{ address?: string; protocol?: string; port?: number }>) };
   const rec = new Reconciler({ client, owned: new OwnedServices(file), log: createLogger('silent'), coalesceMs: 3_600_000 });
   return { kernel, rec, file };
 }
@@ -140,6 +150,57 @@ describe('reconciler', () => {
     assert.equal(kernel.writes - writes, 3);
     assert.equal(kernel.entries.get('tcp|203.0.113.99|22')!.destinations.length, 1, 'the foreign service keeps its destination');
     assert.equal(kernel.entries.get('tcp|192.0.2.1|80')!.destinations.length, 2);
+  });
+
+  it('a verification re-reads the next services in turn, restores and reports the changed ones, and never reads the whole table', async () => {
+    const { kernel, rec } = setup();
+    const C = vs('192.0.2.3', [['198.51.100.11', 1]]);
+    kernel.foreign('203.0.113.99', 22);
+    rec.update([A, B, C], [A.vip, B.vip, C.vip]);
+    await rec.reconcileNow();
+    const reads = kernel.reads;
+    // ipvsadm -d on A, ipvsadm -E -s wlc on C, and the foreign service loses a destination: not ours to look at.
+    kernel.entries.get('tcp|192.0.2.1|80')!.destinations.shift();
+    kernel.entries.get('tcp|192.0.2.3|80')!.service.scheduler = 'wlc';
+    const first = await rec.verifyNow(2);
+    assert.deepEqual([first.verified, first.kernelRead, first.drifted, first.byKind], [2, false, ['TCP/192.0.2.1:80'], { 'add-destination': 1 }], 'A and B verified; C not yet');
+    assert.equal(kernel.entries.get('tcp|192.0.2.3|80')!.service.scheduler, 'wlc');
+    const second = await rec.verifyNow(2);
+    assert.deepEqual([second.verified, second.drifted, second.byKind], [2, ['TCP/192.0.2.3:80'], { 'update-service': 1 }], 'C, then a new round with A');
+    assert.equal(kernel.entries.get('tcp|192.0.2.3|80')!.service.scheduler, 'mh');
+    assert.equal(kernel.entries.get('tcp|192.0.2.1|80')!.destinations.length, 2);
+    // A service deleted by hand comes back; asking for more than the table verifies each service once.
+    kernel.entries.delete('tcp|192.0.2.2|80');
+    const all = await rec.verifyNow(10);
+    assert.deepEqual([all.verified, all.drifted, all.byKind], [3, ['TCP/192.0.2.2:80'], { 'add-service': 1, 'add-destination': 1 }]);
+    const clean = await rec.verifyNow(10);
+    assert.deepEqual([clean.verified, clean.drifted, clean.operations], [3, [], 0], 'nothing changed: no writes');
+    assert.equal(kernel.reads, reads, 'no whole-table read');
+    assert.equal(rec.totals.verified, 10);
+    assert.equal(kernel.entries.get('tcp|203.0.113.99|22')!.service.scheduler, 'wlc');
+    rec.stop();
+  });
+
+  it('a verification applies pending changes too, and is a resync while nothing is remembered', async () => {
+    const { kernel, rec } = setup();
+    rec.update([A], [A.vip]);
+    const start = await rec.verifyNow(5);
+    assert.deepEqual([start.kernelRead, start.verified, start.operations, kernel.reads], [true, 0, 3, 1], 'the first pass reads the table');
+    rec.patch({ set: [B] }, [A.vip, B.vip]);
+    const v = await rec.verifyNow(1);
+    assert.deepEqual([v.kernelRead, v.verified, v.byKind], [false, 1, { 'add-service': 1, 'add-destination': 1 }], 'the patch went in beside the verification');
+    assert.ok(kernel.entries.has('tcp|192.0.2.2|80'));
+    // A refused write drops what was remembered: the next verification reads everything.
+    kernel.refuse = (op) => (op.op === 'add-dest' ? 12 : undefined);
+    kernel.entries.get('tcp|192.0.2.1|80')!.destinations.shift();
+    const reads = kernel.reads;
+    const refused = await rec.verifyNow(2);
+    assert.deepEqual([refused.kernelRead, refused.errors], [false, 1]);
+    kernel.refuse = undefined;
+    await rec.reconcileNow({ read: false });
+    assert.equal(kernel.reads, reads + 1, 'a resync followed by itself');
+    assert.equal(kernel.entries.get('tcp|192.0.2.1|80')!.destinations.length, 2);
+    rec.stop();
   });
 
   it('a refused operation on an update pass drops the remembered table and a resync follows at once', async () => {
