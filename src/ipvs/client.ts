@@ -233,36 +233,40 @@ export class IpvsClient {
     return this.destinationsVia(this.transport, key);
   }
 
-  private async serviceVia(transport: NetlinkTransport, key: ServiceKey): Promise<Service | undefined> {
-    const req = getServiceRequest(key);
-    try {
-      const [reply] = await this.call(req, transport);
-      return reply ? decode(() => decodeServiceMsg(reply, { stats: false }), req.describe) : undefined;
-    } catch (e) {
-      if (e instanceof NetlinkError && (e.code === 'ESRCH' || e.code === 'ENOENT')) return undefined;
-      throw e;
-    }
-  }
-
   /**
    * Some services as the kernel holds them now, each with its destinations (no counters), in the order of
-   * `keys`; undefined where the kernel has no such service. Costs two exchanges per service (a get and a
-   * destination dump), spread over `concurrency` sockets: for re-reading a few services without reading the
-   * whole table (the reconciler's rolling verification).
+   * `keys`; undefined where the kernel has no such service. Costs one exchange for every service (their
+   * GET_SERVICE requests share datagrams) and one destination dump each, spread over `concurrency` sockets:
+   * for re-reading a few services without reading the whole table (the reconciler's rolling verification).
    */
   async entries(keys: readonly ServiceKey[], opts: { concurrency?: number } = {}): Promise<Array<TableEntry | undefined>> {
     const out: Array<TableEntry | undefined> = new Array(keys.length).fill(undefined);
     if (keys.length === 0) return out;
-    const lanes = this.lanes(Math.max(1, Math.min(opts.concurrency ?? 4, 16, keys.length)));
+    const reqs = keys.map(getServiceRequest);
+    let answers;
+    try {
+      answers = await this.transport.requestMany(reqs.map((r) => ({ type: this.familyId, flags: 0, payload: r.payload })));
+    } catch (e) {
+      if (e instanceof NetlinkTransportError) throw new NetlinkTransportError(e.code, `get ${keys.length} services: ${e.message}`);
+      throw e;
+    }
+    const services = answers.map((a, i) => {
+      if (a.errno === ERRNO.ESRCH || a.errno === ERRNO.ENOENT) return undefined;
+      if (a.errno !== 0) throw kernelError(reqs[i]!, a.errno);
+      const reply = a.replies[0];
+      return reply ? decode(() => decodeServiceMsg(reply.payload, { stats: false }), reqs[i]!.describe) : undefined;
+    });
+    const present = services.flatMap((s, i) => (s ? [i] : []));
+    const lanes = this.lanes(Math.max(1, Math.min(opts.concurrency ?? 4, 16, present.length)));
     let next = 0;
     await Promise.all(
       lanes.map(async (lane) => {
-        while (next < keys.length) {
-          const i = next++;
-          const service = await this.serviceVia(lane, keys[i]!);
-          if (!service) continue;
+        while (next < present.length) {
+          const i = present[next++]!;
+          const service = services[i]!;
           try {
-            // A service deleted between the two requests dumps as empty (or ESRCH on some kernels): read as absent.
+            // Deleted between the get and the dump: Linux 6.1 dumps it as empty (a service without destinations:
+            // the repair's writes are then refused and the reconciler resyncs); ESRCH elsewhere reads as absent.
             const destinations = await this.destinationsVia(lane, keys[i]!);
             out[i] = { service, destinations };
           } catch (e) {

@@ -197,6 +197,31 @@ describe('IPVS client in the lab VM (ipvsadm as oracle)', { timeout: (600_000) *
     }
   });
 
+  it('entries() re-reads named services as table() shows them, absent ones as null, their gets in one datagram', async () => {
+    const keys = [50, 51, 52].map((i) => ({ address: `192.0.2.${i}`, protocol: 'tcp', port: 8080 }));
+    const add = keys.flatMap((k, i) => [
+      { op: 'add-service', service: { ...k, scheduler: i === 1 ? 'wlc' : 'rr' } },
+      ...Array.from({ length: i + 1 }, (_, d) => ({ op: 'add-dest', service: k, dest: { address: `198.51.100.${60 + d}`, port: 8080, forwarding: 'dr', weight: d + 1 } })),
+    ]);
+    await ok({ call: 'apply', args: [add] });
+    try {
+      const missing = { address: '192.0.2.53', protocol: 'tcp', port: 8080 };
+      type E = { service: { address: string; scheduler: string; port: number }; destinations: { address: string; weight: number; forwarding: string }[] } | null;
+      const [before, got, after, table] = (await ok({ call: 'counters' }, { call: 'entries', args: [[keys[1], missing, keys[0], keys[2]]] }, { call: 'counters' }, { call: 'table' })) as [{ sendmsg: number; messagesSent: number }, E[], { sendmsg: number; messagesSent: number }, NonNullable<E>[]];
+      const show = (e: E) => (e ? `${e.service.address}:${e.service.port} ${e.service.scheduler} ${e.destinations.map((d) => `${d.address}/${d.forwarding}/${d.weight}`).sort().join(',')}` : null);
+      const fromTable = (a: string) => show(table.find((t) => t.service.address === a && t.service.port === 8080)!);
+      assert.deepEqual(got.map(show), [fromTable('192.0.2.51'), null, fromTable('192.0.2.50'), fromTable('192.0.2.52')]);
+      assert.equal(show(got[1]!), null);
+      assert.match(show(got[0]!)!, /^192\.0\.2\.51:8080 wlc 198\.51\.100\.60\/dr\/1,198\.51\.100\.61\/dr\/2$/);
+      // One datagram for the four gets, then one destination dump per service found, on three sockets: the
+      // main socket (whose counters these are) sent the gets and one dump.
+      assert.deepEqual([after.sendmsg - before.sendmsg, after.messagesSent - before.messagesSent], [2, 5]);
+      assert.match((await sh('ipvsadm -Ln -t 192.0.2.51:8080')), /198\.51\.100\.61:8080\s+Route\s+2/);
+    } finally {
+      await ok({ call: 'apply', args: [keys.map((k) => ({ op: 'delete-service', service: k }))] });
+    }
+  });
+
   it('kernel refusals come back with a code and the object named', async () => {
     const rs = await guest(
       { call: 'addService', args: [{ ...svcA, scheduler: 'wlc' }] },

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { IpvsClient } from '../../src/ipvs/index.js';
 
 const allowed = new Set([
-  'info', 'timeouts', 'services', 'service', 'destinations', 'snapshot', 'table', 'addService', 'editService', 'deleteService',
+  'info', 'timeouts', 'services', 'service', 'destinations', 'snapshot', 'table', 'entries', 'addService', 'editService', 'deleteService',
   'addDestination', 'editDestination', 'deleteDestination', 'apply', 'syncDaemons', 'startSyncDaemon', 'stopSyncDaemon', 'zero',
 ]);
 

@@ -31,6 +31,14 @@ describe('netlink transport (generic netlink controller)', () => {
     assert.equal(t.counters.sendmsg - before, 3);
   });
 
+  it('requestMany: each request its own answer, in order, across datagrams, refusals included', async () => {
+    const before = t.counters.sendmsg;
+    const r = await t.requestMany([getFamily('nlctrl'), getFamily('NOPE1'), getFamily('nlctrl'), getFamily('nlctrl'), getFamily('NOPE2')]);
+    assert.deepEqual(r.map((x) => [x.errno, x.replies.length]), [[0, 1], [2, 0], [0, 1], [0, 1], [2, 0]]);
+    for (const i of [0, 2, 3]) assert.equal(decodeFamily(r[i]!.replies[0]!.payload).name, 'nlctrl');
+    assert.equal(t.counters.sendmsg - before, 3, 'maxBatch 2: three datagrams for five requests');
+  });
+
   it('dump returns every message before DONE', async () => {
     const replies = await t.dump({ type: GENL_ID_CTRL, flags: 0, payload: genlPayload(3, 1, []) });
     const names = replies.map((m) => decodeFamily(m.payload).name);
