@@ -34,6 +34,7 @@ import { Cluster, KubeSim } from '../lab/kube-sim/index.js';
 import { makeKubeClients } from '../src/watcher/client.js';
 import { startDaemon, type DaemonHandle } from '../test/support/daemon.js';
 import { defineBenchmark, percentile } from './harness.js';
+import { poll } from '../lab/poll.js';
 
 const QPS = 200;
 const BURST = 400;
@@ -88,11 +89,7 @@ const round = (x: number, digits = 0) => Math.round(x * 10 ** digits) / 10 ** di
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`bench k8s: timed out waiting for ${what}`);
-    await sleep(100);
-  }
+  await poll(what, async () => ((await check()) ? true : undefined), { timeoutMs, everyMs: 100, prefix: 'bench k8s: timed out waiting for' });
 }
 
 /** Waits until the daemon has nothing left to do: its status queue is empty and its CPU time stops growing. */

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { applyTopology, shq, startVm, type Backend, type ExecResult, type GuestProcess, type Vm, labTimeScale } from '../vm/index.js';
+import { poll } from '../poll.js';
 import { keepalivedPaths } from '../../src/vrrp/render.js';
 import {
   checkHaSpec, haDaemonConfig, haService, haTopology, hostPaths, HA_CLIENT, HA_DIR, HA_HOSTS, HA_KUBE_HOST, HA_KUBE_PORT,
@@ -22,25 +23,10 @@ const cli = join(repoRoot, 'bin', 'ipvs-lb.js');
 const kubectlBin = join(repoRoot, '.cache', 'kubernetes-client', 'usr', 'bin', 'kubectl');
 const ROUTER_LAN = '198.51.100.1';
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Polls `check` until it returns a value other than undefined; the error says what was awaited and the last state. */
-export async function until<T>(what: string, check: () => Promise<T | undefined>, opts: { timeoutMs?: number; everyMs?: number; describe?: () => string | Promise<string> } = {}): Promise<T> {
-  const end = Date.now() + (opts.timeoutMs ?? 60_000) * labTimeScale();
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) {
-      const extra = opts.describe ? `\n${await Promise.resolve(opts.describe()).catch((e: Error) => e.message)}` : '';
-      throw new Error(`ha lab: timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}${extra}`);
-    }
-    await sleep(opts.everyMs ?? 300);
-  }
+/** lab/poll.ts's poll() with the lab's time scale; the error says what was awaited and the last state. */
+export function until<T>(what: string, check: () => Promise<T | undefined>, opts: { timeoutMs?: number; everyMs?: number; describe?: () => string | Promise<string> } = {}): Promise<T> {
+  return poll(what, check, { ...opts, timeoutMs: (opts.timeoutMs ?? 60_000) * labTimeScale(), prefix: 'ha lab: timed out waiting for' });
 }
 
 export interface GroupState {

@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { applyTopology, curlMany, parseWhoami, startVm, type GuestProcess, type Vm, labTimeScale } from '../../lab/vm/index.js';
+import { poll } from '../../lab/poll.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
 const cli = join(root, 'bin', 'ipvs-lb.js');
@@ -37,15 +38,8 @@ describe('lab: the daemon programs real IPVS and binds the VIP', { timeout: (300
   const ipvs = async () => (await vm.run(['ipvsadm', '-Ln'], { ns: 'lb1' })).stdout;
   let starts = 0;
   const startDaemon = () => vm.spawn(`daemon-${++starts}`, ['node', cli, 'daemon', '--config', '/tmp/lb1.yaml'], { ns: 'lb1' });
-  async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-    const end = Date.now() + timeoutMs * labTimeScale();
-    for (;;) {
-      const v = await check().catch(() => undefined);
-      if (v !== undefined) return v;
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n--- daemon log ---\n${daemon?.log().slice(-3000)}`);
-      await new Promise((r) => setTimeout(r, 300));
-    }
-  }
+  const until = <T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> =>
+    poll(what, check, { timeoutMs: timeoutMs * labTimeScale(), describe: () => `--- daemon log ---\n${daemon?.log().slice(-3000)}` });
 
   before(async () => {
     vm = await startVm({ backend: 'uml' });

@@ -6,25 +6,17 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import type { GuestProcess, Vm } from '../../lab/vm/index.js';
 import { labTimeScale } from '../../lab/vm/index.js';
+import { poll } from '../../lab/poll.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
 const cli = join(root, 'bin', 'ipvs-lb.js');
 const kubectlBin = join(root, '.cache', 'kubernetes-client', 'usr', 'bin', 'kubectl');
 const simGuest = join(root, 'dist', 'test', 'lab', 'kube-sim-guest.js');
 
-export async function until<T>(what: string, check: () => Promise<T | undefined>, opts: { timeoutMs?: number; log?: () => string } = {}): Promise<T> {
-  const end = Date.now() + (opts.timeoutMs ?? 60_000) * labTimeScale();
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}${opts.log ? `\n--- daemon log ---\n${opts.log().slice(-4000)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
+/** lab/poll.ts's poll() with the lab's time scale; `log` (a daemon's) goes into the timeout's message. */
+export function until<T>(what: string, check: () => Promise<T | undefined>, opts: { timeoutMs?: number; log?: () => string } = {}): Promise<T> {
+  const log = opts.log;
+  return poll(what, check, { timeoutMs: (opts.timeoutMs ?? 60_000) * labTimeScale(), describe: log && (() => `--- daemon log ---\n${log().slice(-4000)}`) });
 }
 
 export interface LabDaemonOptions {

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { applyTopology, curlMany, parseWhoami, startVm, type GuestProcess, type Vm, labTimeScale } from '../../lab/vm/index.js';
 import { parseExposition, type Exposition } from '../support/prom.js';
+import { poll } from '../../lab/poll.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
 const cli = join(root, 'bin', 'ipvs-lb.js');
@@ -54,15 +55,8 @@ describe('lab: metrics, CLI, doctor and reloads of the real daemon', { timeout: 
   };
   const metrics = async (): Promise<Exposition> => parseExposition((await http('/metrics')).body);
   const ipvsLb = (...args: string[]) => vm.exec(['node', cli, ...args, '--config', CONFIG], { ns: 'lb1', timeoutMs: 120_000 });
-  async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-    const end = Date.now() + timeoutMs * labTimeScale();
-    for (;;) {
-      const v = await check().catch(() => undefined);
-      if (v !== undefined) return v;
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n--- daemon log ---\n${daemon?.log().slice(-3000)}`);
-      await new Promise((r) => setTimeout(r, 300));
-    }
-  }
+  const until = <T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> =>
+    poll(what, check, { timeoutMs: timeoutMs * labTimeScale(), describe: () => `--- daemon log ---\n${daemon?.log().slice(-3000)}` });
 
   before(async () => {
     vm = await startVm({ backend: 'uml' });

@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { applyTopology, curlMany, parseWhoami, restartServer, setHealthz, type GuestProcess, type Topology, type Vm, startVm, labTimeScale } from '../../lab/vm/index.js';
+import { poll } from '../../lab/poll.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
 const cli = join(root, 'bin', 'ipvs-lb.js');
@@ -88,15 +89,8 @@ describe('lab: backend health with the real daemon, real IPVS and real traffic',
     }
     return out;
   };
-  async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
-    const end = Date.now() + timeoutMs * labTimeScale();
-    for (;;) {
-      const v = await check().catch(() => undefined);
-      if (v !== undefined) return v;
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n--- ipvsadm ---\n${await ipvs().catch(() => '')}\n--- daemon log ---\n${daemon?.log().slice(-4000)}`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
+  const until = <T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> =>
+    poll(what, check, { timeoutMs: timeoutMs * labTimeScale(), describe: async () => `--- ipvsadm ---\n${await ipvs().catch(() => '')}\n--- daemon log ---\n${daemon?.log().slice(-4000)}` });
   const allServing = async (vip: string, port: number) => {
     const w = await weights(vip, port);
     return NODES.every((n) => w.get(n) === 1) ? true : undefined;

@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { sweepStale } from '../../lab/vm/cleanup.js';
+import { poll } from '../../lab/poll.js';
 
 const CHILD = fileURLToPath(new URL('./vm-cleanup-child.js', import.meta.url));
 
@@ -56,13 +57,8 @@ function startChild(mode: string, ...extra: string[]): { reports: Report[]; next
 }
 
 async function eventually(what: string, check: () => string[], ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const left = check();
-    if (left.length === 0) return;
-    if (Date.now() > end) assert.fail(`${what}: still there after ${ms} ms:\n${left.join('\n')}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  let left: string[] = [];
+  await poll(`${what} to be gone`, () => ((left = check()).length === 0 ? true : undefined), { timeoutMs: ms, everyMs: 200, describe: () => `still there after ${ms} ms:\n${left.join('\n')}` });
 }
 
 describe('lab: nothing is left on the host', { timeout: (170_000) * labTimeScale() }, () => {

@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { poll } from '../../lab/poll.js';
 
 export const repoRoot = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
 export const cli = join(repoRoot, 'bin', 'ipvs-lb.js');
@@ -88,17 +89,6 @@ export async function startDaemon(opts: { name: string; dir: string; kubeconfig:
 }
 
 /** Polls `check` until it returns a value (not undefined); fails with `what` after `timeoutMs`. */
-export async function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+export function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
+  return poll(what, check, { timeoutMs, everyMs: 100 });
 }

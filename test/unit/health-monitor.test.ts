@@ -9,6 +9,7 @@ import { HealthMonitor, type DrKernel } from '../../src/health/monitor.js';
 import type { HttpTarget, ProbeOutcome } from '../../src/health/types.js';
 import { createLogger } from '../../src/util/log.js';
 import type { DesiredState, DesiredVirtualService } from '../../src/model/types.js';
+import { poll } from '../../lab/poll.js';
 
 function config(over: Record<string, unknown> = {}): Config {
   const r = parseConfig({
@@ -29,15 +30,7 @@ function vs(i: number, policy: 'Cluster' | 'Local' = 'Cluster'): DesiredVirtualS
   };
 }
 
-async function until<T>(what: string, check: () => T | undefined, timeoutMs = 10_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = check();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const until = <T>(what: string, check: () => T | undefined, timeoutMs = 10_000): Promise<T> => poll(what, check, { timeoutMs, everyMs: 10 });
 
 function harness(o: { config?: Config; kernel?: DrKernel; failing?: Set<string>; delayMs?: number } = {}) {
   const cfg = o.config ?? config();
