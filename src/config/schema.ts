@@ -174,10 +174,10 @@ export function parseConfig(raw: unknown, source = '(inline)'): ParseResult {
     retryPeriodSeconds: l.integer('retryPeriodSeconds', { default: 2, min: 1, max: 3600 })!,
   };
   if (lease.renewDeadlineSeconds >= lease.durationSeconds) {
-    problems.add(l.at('renewDeadlineSeconds'), `must be less than durationSeconds (${lease.durationSeconds})`, lease.renewDeadlineSeconds);
+    problems.add(l.at('renewDeadlineSeconds'), `must be less than ${l.at('durationSeconds')} (${lease.durationSeconds})`, lease.renewDeadlineSeconds);
   }
   if (lease.retryPeriodSeconds >= lease.renewDeadlineSeconds) {
-    problems.add(l.at('retryPeriodSeconds'), `must be less than renewDeadlineSeconds (${lease.renewDeadlineSeconds})`, lease.retryPeriodSeconds);
+    problems.add(l.at('retryPeriodSeconds'), `must be less than ${l.at('renewDeadlineSeconds')} (${lease.renewDeadlineSeconds})`, lease.retryPeriodSeconds);
   }
   const kubernetes = {
     kubeconfig, inCluster, qps, burst,
@@ -304,7 +304,7 @@ export function parseConfig(raw: unknown, source = '(inline)'): ParseResult {
     maxSuppressSeconds: fd.integer('maxSuppressSeconds', { default: 600, min: 1, max: 86400 })!,
   };
   if (flapDamping.reuseThreshold >= flapDamping.suppressThreshold) {
-    problems.add(fd.at('reuseThreshold'), `must be less than suppressThreshold (${flapDamping.suppressThreshold})`, flapDamping.reuseThreshold);
+    problems.add(fd.at('reuseThreshold'), `must be less than ${fd.at('suppressThreshold')} (${flapDamping.suppressThreshold})`, flapDamping.reuseThreshold);
   }
   const dp = h.child('drPath', ['fwmarkBase', 'sourcePorts', 'probesPerNode', 'marker']);
   const drPath = {
@@ -337,7 +337,7 @@ export function parseConfig(raw: unknown, source = '(inline)'): ParseResult {
     flapDamping, drPath,
   };
   if (healthCheck.timeoutSeconds >= healthCheck.intervalSeconds) {
-    problems.add(h.at('timeoutSeconds'), `must be less than intervalSeconds (${healthCheck.intervalSeconds})`, healthCheck.timeoutSeconds);
+    problems.add(h.at('timeoutSeconds'), `must be less than ${h.at('intervalSeconds')} (${healthCheck.intervalSeconds})`, healthCheck.timeoutSeconds);
   }
 
   const logging = { level: top.child('logging', ['level']).oneOf('level', logLevels, 'info')! };

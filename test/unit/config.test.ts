@@ -104,12 +104,12 @@ healthCheck: {intervalSeconds: 1, timeoutSeconds: 2}
 api: {listen: "192.0.2.5:9742"}
 `);
     assert.deepEqual(p, [
-      'kubernetes.lease.renewDeadlineSeconds: must be less than durationSeconds (10) (got 10)',
+      'kubernetes.lease.renewDeadlineSeconds: must be less than kubernetes.lease.durationSeconds (10) (got 10)',
       'pools[1].name: duplicates pools[0].name (got "a")',
       'vrrp.groups[1].virtualRouterId: is already used on interface eth0 by vrrp.groups[0] (got 7)',
       'pools[0].vrrpGroup: names no group in vrrp.groups (g, h) (got "nope")',
       'api.tokenFile: is required when api.listen is not a loopback address (listen is 192.0.2.5:9742)',
-      'healthCheck.timeoutSeconds: must be less than intervalSeconds (1) (got 2)',
+      'healthCheck.timeoutSeconds: must be less than healthCheck.intervalSeconds (1) (got 2)',
     ]);
   });
 

@@ -412,7 +412,7 @@ describe('healthCheck config', () => {
     });
     assert.ok(!r.ok);
     assert.deepEqual(r.problems, [
-      'healthCheck.flapDamping.reuseThreshold: must be less than suppressThreshold (2.5) (got 5)',
+      'healthCheck.flapDamping.reuseThreshold: must be less than healthCheck.flapDamping.suppressThreshold (2.5) (got 5)',
       'healthCheck.drPath.marker: must be one of nft, iptables-legacy (got "ebtables")',
       'healthCheck.drPath.sourcePorts: must be a port range FIRST-LAST within 1024-65535 (got "70000-1")',
     ]);
