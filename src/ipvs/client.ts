@@ -257,25 +257,9 @@ export class IpvsClient {
       return reply ? decode(() => decodeServiceMsg(reply.payload, { stats: false }), reqs[i]!.describe) : undefined;
     });
     const present = services.flatMap((s, i) => (s ? [i] : []));
-    const lanes = this.lanes(Math.max(1, Math.min(opts.concurrency ?? 4, 16, present.length)));
-    let next = 0;
-    await Promise.all(
-      lanes.map(async (lane) => {
-        while (next < present.length) {
-          const i = present[next++]!;
-          const service = services[i]!;
-          try {
-            // Deleted between the get and the dump: Linux 6.1 dumps it as empty (a service without destinations:
-            // the repair's writes are then refused and the reconciler resyncs); ESRCH elsewhere reads as absent.
-            const destinations = await this.destinationsVia(lane, keys[i]!);
-            out[i] = { service, destinations };
-          } catch (e) {
-            if (e instanceof NetlinkError && e.code === 'ESRCH') continue;
-            throw e;
-          }
-        }
-      }),
-    );
+    // Deleted between the get and the dump: Linux 6.1 dumps it as empty (a service without destinations: the
+    // repair's writes are then refused and the reconciler resyncs); ESRCH elsewhere reads as absent.
+    await this.dumpDestinations(services as Service[], present, out, opts.concurrency);
     return out;
   }
 
