@@ -30,6 +30,8 @@ export interface VrrpControllerOptions {
   supervisor?: Partial<Pick<SupervisorOptions, 'backoff' | 'stableAfterMs' | 'stopTimeoutMs' | 'adoptPollMs' | 'random'>>;
   /** Where keepalived writes its JSON state dump (fixed in 2.2.7; tests may point elsewhere). */
   jsonDumpFile?: string;
+  /** How an adopted keepalived's states are read back (tests wrap it to widen the window a dump is in flight). */
+  requestStates?: typeof requestStates;
   sink?: EffectSink;
 }
 
@@ -46,6 +48,8 @@ export class VrrpController extends EventEmitter<Events> {
   private readonly supervisor: KeepalivedSupervisor;
   private readonly tracking: DaemonTracking;
   private releaseIdentity: (() => void) | undefined;
+  /** While an adopted keepalived's dump is in flight: the last state each group's notifications reported. */
+  private notifiedDuringRecovery: Map<string, NotifyEvent['state']> | undefined;
 
   constructor(private readonly o: VrrpControllerOptions) {
     super();
@@ -105,7 +109,10 @@ export class VrrpController extends EventEmitter<Events> {
       return;
     }
     if (e.lowerPriority) void this.dispatch({ type: 'lower-priority-advert', group: e.name });
-    else void this.dispatch({ type: 'state', group: e.name, state: e.state });
+    else {
+      this.notifiedDuringRecovery?.set(e.name, e.state);
+      void this.dispatch({ type: 'state', group: e.name, state: e.state });
+    }
   }
 
   /** Feed one event through the reducer; resolves when its effects have run. */
@@ -126,6 +133,7 @@ export class VrrpController extends EventEmitter<Events> {
     if (this.o.claimIdentity !== false) this.releaseIdentity = claimDaemonIdentity(this.paths.daemonPid);
     let installed: { changed: boolean };
     let adopted: boolean;
+    this.notifiedDuringRecovery = new Map();
     try {
       installed = await installKeepalivedConfig(this.paths.config, this.render(), { keepalivedPath: this.config.keepalivedPath, netns: this.o.netns });
       // The FIFO is open before keepalived starts, so no transition is written while nobody listens.
@@ -133,19 +141,26 @@ export class VrrpController extends EventEmitter<Events> {
       adopted = await this.supervisor.start();
     } catch (err) {
       // A daemon that cannot start must not leave a pid file that tells keepalived it is alive.
+      this.notifiedDuringRecovery = undefined;
       await this.fifo.close();
       this.releaseIdentity?.();
       this.releaseIdentity = undefined;
       throw err;
     }
-    if (adopted) {
-      // Lines queued in the FIFO while no daemon read it are older than the dump requested below; they are
-      // read as soon as the FIFO is open (the dump takes a process spawn and a poll), so the dump lands last.
-      const states = await requestStates((sig) => this.supervisor.signal(sig), {
+    if (!adopted) this.notifiedDuringRecovery = undefined;
+    else {
+      // keepalived writes every transition to the FIFO in order, so the last line read for a group is newer
+      // than any dump taken before it was read. A dump taken before a transition can land after that
+      // transition's line (a daemon that comes back turns FAULT into BACKUP while the dump is polled for),
+      // and applied as it is, it would hold the group in a state keepalived has left until the next
+      // transition, which for a BACKUP may never come. So what the FIFO said during the wait wins.
+      const states = await (this.o.requestStates ?? requestStates)((sig) => this.supervisor.signal(sig), {
         keepalivedPath: this.config.keepalivedPath,
         ...(this.o.jsonDumpFile ? { dumpFile: this.o.jsonDumpFile } : {}),
       });
-      if (states) await this.dispatch({ type: 'recovered', states });
+      const notified = this.notifiedDuringRecovery ?? new Map();
+      this.notifiedDuringRecovery = undefined;
+      if (states) await this.dispatch({ type: 'recovered', states: { ...states, ...Object.fromEntries(notified) } });
       else this.o.log.warn('the adopted keepalived did not dump its state; waiting for its next notification');
       // It runs the file it was started with; a config edited while no daemon ran reaches it by reload.
       if (installed.changed) this.supervisor.reload();

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { execa, type ResultPromise } from 'execa';
 import { VrrpController } from '../../src/vrrp/controller.js';
-import { DEFAULT_JSON_DUMP } from '../../src/vrrp/recover.js';
+import { DEFAULT_JSON_DUMP, requestStates } from '../../src/vrrp/recover.js';
+import type { ReportedState } from '../../src/vrrp/state.js';
 import { createLogger } from '../../src/util/log.js';
 import { group, vrrp } from '../unit/vrrp-fixtures.js';
 import { createNetns, isAlive, Recorder, tempDir, waitUntil, type Netns } from './vrrp-lab.js';
@@ -184,6 +185,71 @@ describe('VRRP controller with a real keepalived', { timeout: 120_000 }, () => {
     await rec.waitFor('release a', mark);
     await rec.waitFor('bind a', mark);
     assert.notEqual(c.keepalivedPid, keepalivedPid);
+    await c.stop();
+  });
+
+  it('a dump taken before the restarted daemon was tracked again does not undo the BACKUP keepalived reported while it was read', async () => {
+    // The soak's lost step: the daemon dies, the tracker puts its groups in FAULT; the next daemon adopts
+    // keepalived and asks for a dump; the tracker sees the daemon again and keepalived leaves FAULT for BACKUP
+    // while the dump is on its way. Applied last, the dump's FAULT would stay until the next transition, and a
+    // BACKUP may have none for hours. Here the dump is held until that notification has been handled.
+    const cfg = vrrp([group({ interface: 'v0', advertIntervalSeconds: 1 })], { configPath: join(dir.path, 'stale-dump', 'keepalived.conf') });
+    const pidFile = join(dir.path, 'stale-dump.pid');
+    const tracking = { kind: 'pidfile', processName: 'ipvs-lb', pidFile, pgrepPath: '/usr/bin/pgrep', intervalSeconds: 1 } as const;
+    const standIn = async () => {
+      const p = execa(process.execPath, ['-e', "process.title = 'ipvs-lb'; setInterval(() => {}, 1 << 30)"]);
+      children.push(p);
+      p.catch(() => undefined);
+      await waitUntil(async () => (await readFile(`/proc/${p.pid}/comm`, 'utf8')).trim() === 'ipvs-lb', 'stand-in renamed');
+      await execa('sh', ['-c', 'echo "$1" > "$2"', 'sh', String(p.pid), pidFile]);
+      // Wrapped: an async function returning the process itself would wait for it to end.
+      return { process: p };
+    };
+    const firstStandIn = (await standIn()).process;
+    const first = execa(process.execPath, [join(here, 'vrrp-daemon-fixture.js')], { env: { VRRP_FIXTURE: JSON.stringify({ config: cfg, netns: ns.name, tracking }) }, buffer: false });
+    children.push(first);
+    first.catch(() => undefined);
+    const lines: string[] = [];
+    first.stdout!.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
+    await waitUntil(() => lines.includes('bind a'), 'the first daemon is MASTER');
+    const paths = (await import('../../src/vrrp/render.js')).keepalivedPaths(cfg.configPath);
+    const keepalivedPid = await pidFrom(paths.pid);
+    first.kill('SIGKILL');
+    firstStandIn.kill('SIGKILL');
+    await first.catch(() => undefined);
+    const dumped = async (): Promise<Record<string, ReportedState> | undefined> =>
+      requestStates((sig) => (process.kill(keepalivedPid, sig), true), { keepalivedPath: cfg.keepalivedPath });
+    await waitUntil(async () => (await dumped())?.a === 'FAULT', 'keepalived puts the group in FAULT without its daemon', 20_000);
+
+    const rec = new Recorder();
+    let dumpWas: ReportedState | undefined;
+    const c = new VrrpController({
+      config: cfg, vips: rec, sync: rec, log, netns: ns.name, claimIdentity: false, tracking, supervisor: fast,
+      requestStates: async (signal, opts) => {
+        const states = await requestStates(signal, opts);
+        dumpWas = states?.a;
+        const backup = new Promise<void>((resolve) => {
+          const onTransition = ({ event }: { event: { type: string; state?: string } }) => {
+            if (event.type === 'state' && event.state === 'BACKUP') {
+              c.off('transition', onTransition);
+              resolve();
+            }
+          };
+          c.on('transition', onTransition);
+        });
+        await standIn();
+        await backup;
+        return states;
+      },
+    });
+    controllers.push(c);
+    await c.start();
+    assert.equal(c.keepalivedPid, keepalivedPid, 'adopted, not restarted');
+    assert.equal(dumpWas, 'FAULT', 'the dump was taken while the daemon was missing');
+    assert.equal(c.state.groups.a!.phase, 'BACKUP', 'the daemon follows the notification that came after the dump was taken');
+    // And it goes on following keepalived: master-down passes, MASTER binds.
+    await rec.waitFor('bind a');
+    assert.equal(c.state.groups.a!.phase, 'MASTER');
     await c.stop();
   });
 });
