@@ -95,6 +95,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
       const start = Date.now();
       let prev: string | undefined;
       let prevAt = 0;
+      let lastProgressLog = start;
       let last: Settled = { settled: false, result: { passed: [], violations: [{ check: 'observe', message: 'no observation was made' }] }, obs: undefined, ms: 0, looks: 0 };
       for (let looks = 1; ; looks++) {
         const unexpectedExits = await l.reapUnexpectedExits();
@@ -120,6 +121,11 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
           prevAt = now;
         }
         if (now - start > o.settleTimeoutMs * l.slowdown) return last;
+        // A slow settle says what it still waits for, so a timeout later is not the first word of it.
+        if (now - lastProgressLog >= 30_000 && checks.violations.length > 0) {
+          lastProgressLog = now;
+          o.log(`  still settling after ${((now - start) / 1000).toFixed(0)} s: ${checks.violations.map((v) => `[${v.check}${v.host ? `@${v.host}` : ''}] ${v.message}`).join('; ')}`);
+        }
         await sleep(500);
       }
     };

@@ -38,7 +38,9 @@ describe('lab: a short soak with every fault', { timeout: (1_800_000) * labTimeS
         assert.ok(HOSTS.some((h) => h.name === backup));
       },
     });
-    const report = `${lines.join('\n')}\n${formatReport(result, replayCommand({ ...defaults, seed: SEED, maxOps: 12, generator }, SEED))}`;
+    // The violations come first: a CI log keeps only the start of a long failure message.
+    const headline = result.violations.map((v) => `VIOLATED [${v.check}${v.host ? `@${v.host}` : ''}] step ${v.step}: ${v.message}${v.detail?.length ? ` | ${v.detail.slice(0, 5).join(' | ')}` : ''}`);
+    const report = `${[...headline, ...(result.aborted ? [`ABORTED: ${result.aborted.split('\n')[0]}`] : []), ...lines].join('\n')}\n${formatReport(result, replayCommand({ ...defaults, seed: SEED, maxOps: 12, generator }, SEED))}`;
     assert.equal(result.aborted, undefined, report);
     assert.deepEqual(result.violations, [], report);
     assert.equal(result.operations, 12, report);
