@@ -111,7 +111,10 @@ export class AllocationController {
   async start(): Promise<void> {
     await this.o.cluster.waitForSync();
     const { requests, byUid } = this.collect(true);
-    this.fullDue = false;
+    // The first pass looks at every Service, not only those changed since: start-up re-confirms the ledger,
+    // but a follower follows a status only in a pass (its ledger may hold an address the allocator moved
+    // while this host was down), and the allocator repairs a status whose write a crash cut off only in one.
+    this.fullDue = true;
     const observed = new Map<string, RequestedIp[]>();
     for (const [uid, svc] of byUid) {
       const ips = observedIps(svc);

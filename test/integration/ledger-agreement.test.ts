@@ -109,4 +109,24 @@ describe('both ledgers follow the Services', { timeout: 240_000 }, () => {
       assert.ok(!audit.some((e) => e.address === d && e.action === 'release'), `${x.name} released ${d}: ${JSON.stringify(audit.filter((e) => e.address === d))}`);
     }
   });
+
+  it('a host that was down while a Service moved to the address it asked for follows the move when it starts', async () => {
+    // The soak's step: the ledger restarted with the old row (e at its first address), the status showed the
+    // new one, and the request (an address the ledger does not hold) was only "pending" on a follower, so
+    // nothing looked at e again until the next relist: two minutes serving the old VIP.
+    sim.create(svc('e', [7000]));
+    await eventually('e gets an address', () => ingress('e') || undefined);
+    const first = ingress('e');
+    const others = ['a', 'b', 'c', 'd'].map((n) => `${n}=${ingress(n)}`);
+    await agree('both ledgers hold e', [...(await rows(daemons[0]!)).filter((r) => !r.startsWith('e=')), `e=${first} key=- ports=TCP/7000`].sort());
+    const moved = '192.0.2.200';
+    assert.ok(![first, ...others].some((x) => x.endsWith(`=${moved}`) || x === moved), `${moved} is free`);
+    await daemons[1]!.stop('SIGTERM');
+    patchAnnotations('e', { 'ipvs-lb.io/load-balancer-ips': moved });
+    await eventually(`e moves to ${moved}`, () => (ingress('e') === moved ? true : undefined), 60_000);
+    daemons[1] = await startDaemon({ name: 'lb2', dir: join(dir, 'lb2'), kubeconfig });
+    await eventually('lb2 up', async () => ((await daemons[1]!.api<{ ready: boolean }>('/readyz')).body.ready ? true : undefined));
+    const want = [...(await rows(daemons[0]!)).filter((r) => !r.startsWith('e=')), `e=${moved} key=- ports=TCP/7000`].sort();
+    await agree('the restarted host holds e where the status shows it', want);
+  });
 });
