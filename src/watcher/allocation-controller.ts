@@ -306,7 +306,14 @@ export class AllocationController {
     }
 
     if (this.o.isLeader()) {
-      const pending = requests.filter((r) => !this.o.ipam.ipam.isSatisfied(r));
+      // Services that hold an address go before those that hold none (as at start-up): a holder's new ports
+      // or key must be on record before a newcomer is judged against them. Decided the other way round, a
+      // newcomer that came first in a relist shared the holder's address against its old ports, and the
+      // holder's new ones were then refused: two Services on one VIP and port.
+      const ipam = this.o.ipam.ipam;
+      const unsatisfied = requests.filter((r) => !ipam.isSatisfied(r));
+      const holds = (r: ServiceRequest) => ipam.allocationsOf(r.uid).length > 0;
+      const pending = [...unsatisfied.filter(holds), ...unsatisfied.filter((r) => !holds(r))];
       for (let i = 0; i < pending.length && this.o.isLeader(); i += DECISION_CHUNK) {
         if (i > 0) await new Promise<void>((r) => setImmediate(r));
         // A Service that changed or went away while earlier chunks were decided waits for the next pass.

@@ -129,4 +129,26 @@ describe('both ledgers follow the Services', { timeout: 240_000 }, () => {
     const want = [...(await rows(daemons[0]!)).filter((r) => !r.startsWith('e=')), `e=${moved} key=- ports=TCP/7000`].sort();
     await agree('the restarted host holds e where the status shows it', want);
   });
+
+  it('when a holder\'s new ports and a newcomer that wants to share arrive in one pass, the holder keeps its address and the newcomer goes elsewhere', async () => {
+    // The soak's step 22 (seed 668103826): during an API outage s-8, on .8 under key k2, added TCP/443 and
+    // s-21 was created under k2 with TCP/443. The relist brought both at once; the newcomer was decided
+    // first, against the holder's old ports, got .8, and the holder's new ports were then refused: two
+    // Services on one VIP and port, and ledgers that disagreed.
+    sim.create(svc('g-holder', [9000], 'k3'));
+    await eventually('g-holder gets an address', () => ingress('g-holder') || undefined);
+    const held = ingress('g-holder');
+    await agree('both ledgers hold g-holder', [...(await rows(daemons[0]!)).filter((r) => !r.startsWith('g-holder=')), `g-holder=${held} key=k3 ports=TCP/9000`].sort());
+    await sim.goDown();
+    sim.patch('v1', 'Service', 'g-holder', 'default', { spec: { ports: [{ name: 'p9000', port: 9000 }, { name: 'p9443', port: 9443 }] } });
+    // Named to come first in a list, as s-21 came before s-8.
+    sim.create(svc('f-new', [9443], 'k3'));
+    await new Promise((r) => setTimeout(r, 500));
+    await sim.restart({ compact: true });
+    await eventually('f-new gets an address', () => ingress('f-new') || undefined, 60_000);
+    assert.equal(ingress('g-holder'), held, 'the holder keeps its address');
+    assert.notEqual(ingress('f-new'), held, `f-new must not share ${held}: g-holder serves TCP/9443 there now`);
+    const others = (await rows(daemons[0]!)).filter((r) => !r.startsWith('g-holder=') && !r.startsWith('f-new='));
+    await agree('both ledgers record the holder\'s new ports and the newcomer elsewhere', [...others, `g-holder=${held} key=k3 ports=TCP/9000,TCP/9443`, `f-new=${ingress('f-new')} key=k3 ports=TCP/9443`].sort());
+  });
 });
