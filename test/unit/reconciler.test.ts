@@ -371,3 +371,58 @@ describe('reconciler', () => {
     rec.stop();
   });
 });
+
+describe('reconciler under interleaved passes', () => {
+  it('resyncs, verifications and update passes interleaved at random never re-add or re-delete what an earlier pass wrote', async () => {
+    // The soak (seed 1702367515, step 105): a resync re-added two services an update pass had just added
+    // (EEXIST) and reported them as changed outside ipvs-lb. Here the kernel answers after random delays, and
+    // a read's snapshot is taken part-way through, as table() reads services and destinations at different times.
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const pause = () => new Promise<void>((r) => setTimeout(r, Math.floor(rand() * 3)));
+    const kernel = new MemoryIpvs();
+    const slow = {
+      // Like IpvsClient.table(): the services first, each one's destinations later (a service gone by then is skipped).
+      table: async () => {
+        await pause();
+        const services = [...kernel.entries.keys()];
+        await pause();
+        const now = await kernel.read();
+        const byKey = new Map([...kernel.entries.keys()].map((k, i) => [k, now[i]!]));
+        return services.flatMap((k) => (byKey.has(k) ? [byKey.get(k)!] : []));
+      },
+      apply: async (ops: readonly IpvsOp[]) => { await pause(); return kernel.apply(ops); },
+      entries: async (keys: readonly ServiceKey[]) => { await pause(); return kernel.entriesOf(keys as Array<{ address?: string; protocol?: string; port?: number }>); },
+    };
+    const reports: Array<{ errors: number; errorMessages: string[]; drifted: string[] }> = [];
+    const rec = new Reconciler({ client: slow, owned: new OwnedServices(join(dir, `owned-${n++}.json`)), log: createLogger('silent'), coalesceMs: 3_600_000, onPass: (r) => reports.push(r) });
+    const desired = new Map<string, DesiredVirtualService>();
+    const vips = () => [...desired.values()].map((v) => v.vip);
+    rec.update([], []);
+    await rec.reconcileNow({ read: true });
+    const inflight: Promise<unknown>[] = [];
+    for (let step = 0; step < 400; step++) {
+      const r = rand();
+      if (r < 0.5) {
+        const vip = `192.0.2.${1 + Math.floor(rand() * 20)}`;
+        const key = `TCP/${vip}:80`;
+        if (desired.has(key) && rand() < 0.5) {
+          desired.delete(key);
+          rec.patch({ remove: [key] }, vips());
+        } else {
+          const v = vs(vip, [['198.51.100.11', 1], ['198.51.100.12', Math.floor(rand() * 3)]]);
+          desired.set(key, v);
+          rec.patch({ set: [v] }, vips());
+        }
+        inflight.push(rec.reconcileNow({ read: false }));
+      } else if (r < 0.7) inflight.push(rec.reconcileNow({ read: true }));
+      else if (r < 0.9) inflight.push(rec.verifyNow(1 + Math.floor(rand() * 5)));
+      if (rand() < 0.5) await pause();
+    }
+    await Promise.all(inflight);
+    await rec.reconcileNow({ read: true });
+    const failed = reports.filter((x) => x.errors > 0 || x.drifted.length > 0);
+    assert.deepEqual(failed.map((x) => ({ errors: x.errorMessages, drifted: x.drifted })), [], 'no pass was refused by the kernel or saw drift nobody made');
+    assert.deepEqual([...kernel.entries.values()].map((e) => `${e.service.address}`).sort(), [...desired.values()].map((v) => v.vip).sort());
+  });
+});
