@@ -3,6 +3,9 @@ import type { SoakResult } from './runner.js';
 
 const count = (r: Partial<Record<string, number>>) => Object.entries(r).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, n]) => `${k} ${n}`).join(', ') || 'none';
 
+/** `[check@host]`, how every soak line names a violated check. */
+export const violationLabel = (v: { check: string; host?: string | undefined }): string => `[${v.check}${v.host ? `@${v.host}` : ''}]`;
+
 export function formatReport(r: SoakResult, replay: string): string {
   const lines: string[] = [];
   lines.push('');
@@ -17,7 +20,7 @@ export function formatReport(r: SoakResult, replay: string): string {
     lines.push('');
     lines.push('violations:');
     for (const v of r.violations.slice(0, 20)) {
-      lines.push(`- [${v.check}${v.host ? `@${v.host}` : ''}] step ${v.step}${v.service ? `, Service ${v.service}` : ''}: ${v.message}${v.settled ? '' : ' (the system had not stopped changing)'}`);
+      lines.push(`- ${violationLabel(v)} step ${v.step}${v.service ? `, Service ${v.service}` : ''}: ${v.message}${v.settled ? '' : ' (the system had not stopped changing)'}`);
       lines.push(`    step ${v.step} operations: ${v.ops.join('; ') || '(none)'}`);
       lines.push(`    fault: ${v.fault ?? '(none)'}${v.faultNote ? ` — ${v.faultNote}` : ''}`);
       for (const d of (v.detail ?? []).slice(0, 25)) lines.push(`      ${d}`);

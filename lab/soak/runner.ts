@@ -5,6 +5,7 @@ import { SoakLab, type FaultRecord } from './fixture.js';
 import { describeFault, describeOp, initialGenState, nextStep, type FaultKind, type GenState, type GeneratorOptions, type Op, type OpKind, type Step } from './generator.js';
 import { checkInvariants, fingerprint, type CheckResult, type Violation } from './invariants.js';
 import type { Observation } from './observation.js';
+import { violationLabel } from './report.js';
 import { Rng } from './rng.js';
 import type { Backend } from '../vm/index.js';
 
@@ -124,7 +125,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
         // A slow settle says what it still waits for, so a timeout later is not the first word of it.
         if (now - lastProgressLog >= 30_000 && checks.violations.length > 0) {
           lastProgressLog = now;
-          o.log(`  still settling after ${((now - start) / 1000).toFixed(0)} s: ${checks.violations.map((v) => `[${v.check}${v.host ? `@${v.host}` : ''}] ${v.message}`).join('; ')}`);
+          o.log(`  still settling after ${((now - start) / 1000).toFixed(0)} s: ${checks.violations.map((v) => `${violationLabel(v)} ${v.message}`).join('; ')}`);
         }
         await sleep(500);
       }

@@ -55,6 +55,21 @@ describe('VRRP controller with a real keepalived', { timeout: 120_000 }, () => {
   const config = (sub: string, over: Parameters<typeof vrrp>[1] = {}) =>
     vrrp([group({ interface: 'v0', advertIntervalSeconds: 0.1 })], { configPath: join(dir.path, sub, 'keepalived.conf'), ...over });
 
+  /**
+   * A stand-in daemon: a process named ipvs-lb whose pid is written to `pidFile`, which keepalived's tracker
+   * watches, so killing it is "the daemon died". Wrapped: an async function returning the process itself
+   * would wait for it to end.
+   */
+  const startStandIn = async (pidFile: string): Promise<{ process: ResultPromise }> => {
+    const p = execa(process.execPath, ['-e', "process.title = 'ipvs-lb'; setInterval(() => {}, 1 << 30)"]);
+    children.push(p);
+    // Killing it is the point; its rejected promise is not a failure.
+    p.catch(() => undefined);
+    await waitUntil(async () => (await readFile(`/proc/${p.pid}/comm`, 'utf8')).trim() === 'ipvs-lb', 'stand-in renamed');
+    await execa('sh', ['-c', 'echo "$1" > "$2"', 'sh', String(p.pid), pidFile]);
+    return { process: p };
+  };
+
   it('MASTER binds; keepalived SIGKILLed → VIPs released at once and keepalived restarted; a changed config reloads without a state change; stop releases and leaves nothing', async () => {
     const rec = new Recorder();
     const c = new VrrpController({ config: config('one'), vips: rec, sync: rec, log, netns: ns.name, supervisor: fast });
@@ -111,19 +126,9 @@ describe('VRRP controller with a real keepalived', { timeout: 120_000 }, () => {
   });
 
   it('the daemon gone → the tracker puts the group in FAULT and the VIPs are released; back → MASTER again', async () => {
-    // A stand-in daemon process named ipvs-lb whose pid file keepalived watches; the controller itself does not
-    // claim the identity here, so killing the stand-in is "the daemon died".
+    // The controller itself does not claim the identity here, so killing the stand-in is "the daemon died".
     const pidFile = join(dir.path, 'standin.pid');
-    const standIn = () => {
-      const p = execa(process.execPath, ['-e', "process.title = 'ipvs-lb'; setInterval(() => {}, 1 << 30)"]);
-      children.push(p);
-      // Killing it is the point; its rejected promise is not a failure.
-      p.catch(() => undefined);
-      return p;
-    };
-    const first = standIn();
-    await waitUntil(async () => (await readFile(`/proc/${first.pid}/comm`, 'utf8')).trim() === 'ipvs-lb', 'stand-in renamed');
-    await execa('sh', ['-c', 'echo "$1" > "$2"', 'sh', String(first.pid), pidFile]);
+    const first = (await startStandIn(pidFile)).process;
     const rec = new Recorder();
     const c = new VrrpController({
       config: config('track'),
@@ -145,9 +150,7 @@ describe('VRRP controller with a real keepalived', { timeout: 120_000 }, () => {
     assert.equal(c.state.groups.a!.phase, 'FAULT');
     assert.equal(c.crashes, 0, 'keepalived itself kept running');
 
-    const second = standIn();
-    await waitUntil(async () => (await readFile(`/proc/${second.pid}/comm`, 'utf8')).trim() === 'ipvs-lb', 'stand-in renamed');
-    await execa('sh', ['-c', 'echo "$1" > "$2"', 'sh', String(second.pid), pidFile]);
+    await startStandIn(pidFile);
     await rec.waitFor('bind a', mark);
     await c.stop();
   });
@@ -196,16 +199,7 @@ describe('VRRP controller with a real keepalived', { timeout: 120_000 }, () => {
     const cfg = vrrp([group({ interface: 'v0', advertIntervalSeconds: 1 })], { configPath: join(dir.path, 'stale-dump', 'keepalived.conf') });
     const pidFile = join(dir.path, 'stale-dump.pid');
     const tracking = { kind: 'pidfile', processName: 'ipvs-lb', pidFile, pgrepPath: '/usr/bin/pgrep', intervalSeconds: 1 } as const;
-    const standIn = async () => {
-      const p = execa(process.execPath, ['-e', "process.title = 'ipvs-lb'; setInterval(() => {}, 1 << 30)"]);
-      children.push(p);
-      p.catch(() => undefined);
-      await waitUntil(async () => (await readFile(`/proc/${p.pid}/comm`, 'utf8')).trim() === 'ipvs-lb', 'stand-in renamed');
-      await execa('sh', ['-c', 'echo "$1" > "$2"', 'sh', String(p.pid), pidFile]);
-      // Wrapped: an async function returning the process itself would wait for it to end.
-      return { process: p };
-    };
-    const firstStandIn = (await standIn()).process;
+    const firstStandIn = (await startStandIn(pidFile)).process;
     const first = execa(process.execPath, [join(here, 'vrrp-daemon-fixture.js')], { env: { VRRP_FIXTURE: JSON.stringify({ config: cfg, netns: ns.name, tracking }) }, buffer: false });
     children.push(first);
     first.catch(() => undefined);
@@ -237,7 +231,7 @@ describe('VRRP controller with a real keepalived', { timeout: 120_000 }, () => {
           };
           c.on('transition', onTransition);
         });
-        await standIn();
+        await startStandIn(pidFile);
         await backup;
         return states;
       },

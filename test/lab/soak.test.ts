@@ -9,7 +9,7 @@ import { groupOf } from '../../lab/soak/expected.js';
 import { defaultGeneratorOptions, FAULT_KINDS } from '../../lab/soak/generator.js';
 import { checkInvariants } from '../../lab/soak/invariants.js';
 import { defaults, replayCommand } from '../../lab/soak/options.js';
-import { formatReport } from '../../lab/soak/report.js';
+import { formatReport, violationLabel } from '../../lab/soak/report.js';
 import { runSoak } from '../../lab/soak/runner.js';
 import { GROUPS, HOSTS, markerOf } from '../../lab/soak/world.js';
 
@@ -39,7 +39,7 @@ describe('lab: a short soak with every fault', { timeout: (1_800_000) * labTimeS
       },
     });
     // The violations come first: a CI log keeps only the start of a long failure message.
-    const headline = result.violations.map((v) => `VIOLATED [${v.check}${v.host ? `@${v.host}` : ''}] step ${v.step}: ${v.message}${v.detail?.length ? ` | ${v.detail.slice(0, 5).join(' | ')}` : ''}`);
+    const headline = result.violations.map((v) => `VIOLATED ${violationLabel(v)} step ${v.step}: ${v.message}${v.detail?.length ? ` | ${v.detail.slice(0, 5).join(' | ')}` : ''}`);
     const report = `${[...headline, ...(result.aborted ? [`ABORTED: ${result.aborted.split('\n')[0]}`] : []), ...lines].join('\n')}\n${formatReport(result, replayCommand({ ...defaults, seed: SEED, maxOps: 12, generator }, SEED))}`;
     assert.equal(result.aborted, undefined, report);
     assert.deepEqual(result.violations, [], report);

@@ -374,9 +374,10 @@ describe('reconciler', () => {
 
 describe('reconciler under interleaved passes', () => {
   it('resyncs, verifications and update passes interleaved at random never re-add or re-delete what an earlier pass wrote', async () => {
-    // The soak (seed 1702367515, step 105): a resync re-added two services an update pass had just added
-    // (EEXIST) and reported them as changed outside ipvs-lb. Here the kernel answers after random delays, and
-    // a read's snapshot is taken part-way through, as table() reads services and destinations at different times.
+    // The kernel answers after random delays, and a read takes its services and their destinations at
+    // different times, as table() does: whatever the interleaving, the keys update passes wrote during a
+    // resync's read must take their remembered state. (A read that skips services, as a dump shifted by a
+    // concurrent delete does, is not modelled here.)
     let seed = 7;
     const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
     const pause = () => new Promise<void>((r) => setTimeout(r, Math.floor(rand() * 3)));
