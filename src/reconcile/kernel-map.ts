@@ -39,7 +39,7 @@ export function fromKernel(s: DumpedService): KernelService | undefined {
   };
 }
 
-const keyOf = (s: KernelService): AddressServiceKey => ({ address: s.address, protocol: s.protocol.toLowerCase() as AddressServiceKey['protocol'], port: s.port });
+export const keyOf = (s: KernelService): AddressServiceKey => ({ address: s.address, protocol: s.protocol.toLowerCase() as AddressServiceKey['protocol'], port: s.port });
 
 function specOf(s: KernelService): ServiceSpec {
   return {

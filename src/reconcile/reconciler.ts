@@ -17,7 +17,7 @@ import type { IpvsClient, ServiceKey } from '../ipvs/index.js';
 import type { DesiredVirtualService } from '../model/types.js';
 import type { Logger } from '../util/log.js';
 import { changedByKey, changedServices, diff, sameService } from './diff.js';
-import { fromKernel, toIpvsOp } from './kernel-map.js';
+import { fromKernel, keyOf, toIpvsOp } from './kernel-map.js';
 import type { OwnedServices } from './ownership.js';
 import type { KernelDestination, KernelService, Operation } from './types.js';
 
@@ -323,6 +323,32 @@ export class Reconciler {
     return (this.vips ??= new Set(this.allocatedVips));
   }
 
+  /**
+   * A whole-table read can miss services that were there all along: an IPVS dump resumes each chunk by
+   * position, so a service deleted while the dump runs (by an update pass beside it, or by anyone) shifts the
+   * rest and the next chunk skips one, and the kernel flags no interrupted dump for IPVS. Taken as the truth,
+   * the skipped service would be re-added (EEXIST) and reported as drift nobody made. So every key where the
+   * read and the remembered table disagree (none when nothing changed) is read again on its own, and that
+   * answer replaces the read's. Keys in `skip` already took their remembered state.
+   */
+  private async confirm(remembered: ReadonlyMap<string, KernelService>, fresh: Map<string, KernelService>, skip: ReadonlySet<string> | undefined): Promise<void> {
+    const disputed: KernelService[] = [];
+    for (const [k, s] of remembered) {
+      if (skip?.has(k)) continue;
+      const f = fresh.get(k);
+      if (!f || !sameService(s, f)) disputed.push(s);
+    }
+    for (const [k, s] of fresh) if (!remembered.has(k) && !skip?.has(k)) disputed.push(s);
+    if (disputed.length === 0) return;
+    const entries = await this.o.client.entries(disputed.map(keyOf));
+    disputed.forEach((s, i) => {
+      const e = entries[i];
+      const again = e ? fromKernel(e) : undefined;
+      if (again) fresh.set(s.key, again);
+      else fresh.delete(s.key);
+    });
+  }
+
   /** Forgets the remembered table: the next pass reads the kernel and compares every entry. */
   private forget(): void {
     this.kernel = undefined;
@@ -368,8 +394,9 @@ export class Reconciler {
         }
       } else {
         fresh = await this.readKernel();
-        report.readMs = round(performance.now() - t0);
       }
+      if (remembered) await this.confirm(remembered, fresh, o.touched);
+      if (!o.fresh) report.readMs = round(performance.now() - t0);
       report.kernelRead = true;
       if (remembered) report.drifted = driftedKeys(remembered, fresh, this.isOwned);
       this.kernel = fresh;

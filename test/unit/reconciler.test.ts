@@ -377,7 +377,7 @@ describe('reconciler under interleaved passes', () => {
     // The kernel answers after random delays, and a read takes its services and their destinations at
     // different times, as table() does: whatever the interleaving, the keys update passes wrote during a
     // resync's read must take their remembered state. (A read that skips services, as a dump shifted by a
-    // concurrent delete does, is not modelled here.)
+    // concurrent delete does, is the next describe.)
     let seed = 7;
     const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
     const pause = () => new Promise<void>((r) => setTimeout(r, Math.floor(rand() * 3)));
@@ -425,5 +425,61 @@ describe('reconciler under interleaved passes', () => {
     const failed = reports.filter((x) => x.errors > 0 || x.drifted.length > 0);
     assert.deepEqual(failed.map((x) => ({ errors: x.errorMessages, drifted: x.drifted })), [], 'no pass was refused by the kernel or saw drift nobody made');
     assert.deepEqual([...kernel.entries.values()].map((e) => `${e.service.address}`).sort(), [...desired.values()].map((v) => v.vip).sort());
+  });
+});
+
+describe('reconciler and a whole-table read that skipped services', () => {
+  it('a service a shifted dump skipped is read again, not re-added and not reported as drift', async () => {
+    // An IPVS dump resumes each chunk at a position: a service deleted between chunks shifts the rest, and
+    // the next chunk starts one service late. Here the dump reads two services, an update pass beside it
+    // deletes the first, and the second chunk therefore skips the third service, which never changed.
+    const kernel = new MemoryIpvs();
+    let firstChunkRead!: () => void;
+    const firstChunk = new Promise<void>((r) => (firstChunkRead = r));
+    let releaseSecond: (() => void) | undefined;
+    let shifting = false;
+    const client = {
+      table: async () => {
+        if (!shifting) return kernel.read();
+        const head = (await kernel.read()).slice(0, 2);
+        firstChunkRead();
+        await new Promise<void>((r) => (releaseSecond = r));
+        return [...head, ...(await kernel.read()).slice(2)];
+      },
+      apply: (ops: readonly IpvsOp[]) => kernel.apply(ops),
+      entries: (keys: readonly ServiceKey[]) => kernel.entriesOf(keys as Array<{ address?: string; protocol?: string; port?: number }>),
+    };
+    const reports: Array<{ kernelRead: boolean; errors: number; errorMessages: string[]; drifted: string[]; byKind: Record<string, number> }> = [];
+    const rec = new Reconciler({ client, owned: new OwnedServices(join(dir, `owned-${n++}.json`)), log: createLogger('silent'), coalesceMs: 3_600_000, onPass: (r) => reports.push(r) });
+    const four = ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4'].map((vip) => vs(vip, [['198.51.100.11', 1]]));
+    rec.update(four, four.map((v) => v.vip));
+    await rec.reconcileNow({ read: true });
+    assert.equal(kernel.entries.size, 4);
+
+    shifting = true;
+    const resync = rec.reconcileNow({ read: true });
+    await firstChunk;
+    rec.patch({ remove: [four[0]!.key] }, four.slice(1).map((v) => v.vip));
+    await rec.reconcileNow({ read: false });
+    shifting = false;
+    const writesBefore = kernel.writes;
+    releaseSecond!();
+    const report = await resync;
+
+    assert.deepEqual({ errors: report.errorMessages, drifted: report.drifted, byKind: report.byKind }, { errors: [], drifted: [], byKind: {} }, 'the skipped service was confirmed present: nothing re-added, no drift reported');
+    assert.equal(kernel.writes, writesBefore, 'the resync wrote nothing');
+    assert.deepEqual([...kernel.entries.values()].map((e) => e.service.address), ['192.0.2.2', '192.0.2.3', '192.0.2.4']);
+    assert.ok(reports.every((r) => r.errors === 0 && r.drifted.length === 0), 'no pass at all saw an error or drift');
+  });
+
+  it('a service really removed by hand during the read is still found, restored and reported', async () => {
+    const { kernel, rec } = setup();
+    rec.update([A, B], [A.vip, B.vip]);
+    await rec.reconcileNow({ read: true });
+    kernel.entries.delete('tcp|192.0.2.2|80');
+    const report = await rec.reconcileNow({ read: true });
+    assert.deepEqual(report.drifted, [B.key]);
+    assert.equal(report.byKind['add-service'], 1);
+    assert.equal(kernel.entries.size, 2);
   });
 });
