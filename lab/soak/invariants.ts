@@ -56,8 +56,13 @@ function eventsOf(events: readonly KubeEvent[], uid: string): KubeEvent[] {
 }
 
 /** The Service's latest ipvs-lb Event, when it is a refusal: the allocator said why it did not (fully) serve it. */
+// The data plane's warnings say what it could not serve of an address IPAM gave; they are no IPAM decision
+// and leave an earlier refusal standing (a sharer refused its move that then adds a port its co-holder
+// serves gets PortConflict after the refusal, which kubectl describe shows with it).
+const DATA_PLANE_WARNINGS = new Set(['PortConflict', 'NoHealthyBackends', 'NoBackendFamily']);
+
 function latestRefusal(events: readonly KubeEvent[], uid: string): KubeEvent | undefined {
-  const mine = eventsOf(events, uid).filter((e) => e.type === 'Warning' || e.reason === 'IPAllocated' || e.reason === 'IPReleased');
+  const mine = eventsOf(events, uid).filter((e) => (e.type === 'Warning' && !DATA_PLANE_WARNINGS.has(e.reason ?? '')) || e.reason === 'IPAllocated' || e.reason === 'IPReleased');
   const last = mine[mine.length - 1];
   return last && REFUSALS.has(last.reason ?? '') ? last : undefined;
 }

@@ -135,6 +135,9 @@ describe('soak invariants', () => {
     // The same leftover with the allocator's refusal as the latest word on s-1: lawful (rule 9, all or nothing).
     w.events.push(event(w.services[0]!, 'AllocationFailed', 'RequestedAddressInUse: 192.0.2.5 is in use by default/s-9', NOW - 5000));
     assert.deepEqual(failed(observe(w), ctx(w)).filter((c) => c.startsWith('ipam')), []);
+    // The data plane's PortConflict after it (the port s-1 cannot get there) is no IPAM decision: the refusal stands.
+    w.events.push(event(w.services[0]!, 'PortConflict', 'TCP/192.0.2.2:8080 is already served for default/s-2', NOW - 3000));
+    assert.deepEqual(failed(observe(w), ctx(w)).filter((c) => c.startsWith('ipam')), []);
     // A later IPAllocated means the refusal is old news.
     w.events.push(event(w.services[0]!, 'IPAllocated', 'allocated 192.0.2.2 from pool default', NOW - 1000, 'Normal'));
     assert.ok(failed(observe(w), ctx(w)).includes('ipam.no-unlawful-sharing'));
