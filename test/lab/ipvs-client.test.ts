@@ -299,6 +299,14 @@ describe('IPVS client in the lab VM (ipvsadm as oracle)', { timeout: (600_000) *
     const listed = parseIpvsadm(await sh('ipvsadm -Ln')).filter((s) => /:1\d{4}$/.test(s.addr));
     assert.equal(listed.length, 300);
     assert.equal(listed.reduce((n, s) => n + s.dests.length, 0), 900);
+    // The service dump spans several datagrams: the bulk socket's 32 KiB ones and the peeking socket's 4 KiB
+    // ones list the same services, none lost or doubled at a datagram's edge.
+    type Listed = Array<{ protocol: string; address: string; port: number }>;
+    const [bulk, peeked] = (await ok({ call: 'services' }, { call: 'servicesPeeking' })) as [Listed, Listed];
+    const keys = (list: Listed) => list.filter((x) => x.port >= 10000 && x.port < 20000).map((x) => `${x.protocol} ${x.address}:${x.port}`).sort();
+    assert.equal(keys(bulk).length, 300);
+    assert.equal(new Set(keys(bulk)).size, 300);
+    assert.deepEqual(keys(peeked), keys(bulk));
     // One bad operation in the middle fails alone; the rest of the batch is applied.
     const del = ops.filter((o) => (o as { op: string }).op === 'add-service').map((o) => ({ op: 'delete-service', service: (o as { service: object }).service }));
     del.splice(150, 0, { op: 'delete-service', service: { address: '192.0.2.250', protocol: 'udp', port: 1 } });

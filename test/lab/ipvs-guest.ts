@@ -34,6 +34,16 @@ try {
       }
       continue;
     }
+    if (s.call === 'servicesPeeking') {
+      // The main socket's way (datagrams sized by peeking, one page each) instead of the bulk dump socket's.
+      const other = await IpvsClient.open({ messagePeeking: true });
+      try {
+        results.push({ ok: await other.services() });
+      } finally {
+        other.close();
+      }
+      continue;
+    }
     if (!allowed.has(s.call)) throw new Error(`ipvs-guest: unknown call ${s.call}`);
     try {
       const fn = (client as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[s.call]!;
