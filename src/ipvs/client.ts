@@ -32,7 +32,7 @@ import {
 import { GENL_ID_CTRL, IPVS_GENL_NAME, NETLINK_GENERIC } from './constants.js';
 import { ERRNO, NetlinkError, NetlinkTransportError } from './errors.js';
 import { NetlinkDecodeError } from './netlink.js';
-import { parseProcIpvs, PROC_IPVS_PATH, procKey, readProcIpvs, type ProcService } from './procfs.js';
+import { parseProcIpvs, PROC_IPVS_PATH, procKey, ProcReuse, readProcIpvs, type ProcService } from './procfs.js';
 import { kernelErrno, NetlinkTransport, type TransportCounters, type TransportOptions } from './transport.js';
 import type {
   Destination,
@@ -75,7 +75,8 @@ export type TableDestination = Pick<Destination, 'family' | 'address' | 'port' |
 
 export interface TableEntry {
   service: Service;
-  destinations: TableDestination[];
+  /** Shared with later table() answers when the service's lines did not change (ProcReuse): read only. */
+  destinations: readonly TableDestination[];
 }
 
 export interface IpvsClientOptions extends Partial<Omit<TransportOptions, 'protocol' | 'groups'>> {
@@ -333,13 +334,15 @@ export class IpvsClient {
 
   /** Why the last table() could not use /proc/net/ip_vs (undefined when it could). */
   procProblem: string | undefined;
+  /** The last read's blocks: a service whose lines have not changed is not parsed again (see ProcReuse). */
+  readonly procReuse = new ProcReuse();
 
   private readProc(): Map<string, ProcService> | undefined {
     const path = this.transportOpts.procPath ?? PROC_IPVS_PATH;
     if (path === false) return undefined;
     try {
       const byKey = new Map<string, ProcService>();
-      for (const p of parseProcIpvs(readProcIpvs(path))) {
+      for (const p of parseProcIpvs(readProcIpvs(path), this.procReuse)) {
         const key = procKey(p.protocol, p.address, p.port);
         if (key !== undefined) byKey.set(key, p);
       }

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { parseProcIpvs, ProcParseError } from '../../src/ipvs/procfs.js';
+import { parseProcIpvs, ProcParseError, ProcReuse } from '../../src/ipvs/procfs.js';
 
 // ipvsadm -A -t 192.0.2.1:80 -s rr; -a ... -r 198.51.100.11:80 -g -w 3; -r 198.51.100.12:30080 -m -w 0;
 // -r 198.51.100.13:80 -i -w 1; -A -u 192.0.2.1:53 -s mh -b mh-port,mh-fallback -p 300 -M 255.255.255.0;
@@ -113,5 +113,66 @@ describe('/proc/net/ip_vs parser', () => {
         });
       });
     }), { numRuns: 300 });
+  });
+
+  describe('with the last parse kept (ProcReuse)', () => {
+    const outcome = (fn: () => unknown): unknown => {
+      try {
+        return { table: fn() };
+      } catch (e) {
+        assert.ok(e instanceof ProcParseError, String(e));
+        return { error: (e as Error).message };
+      }
+    };
+    const primed = (): ProcReuse => {
+      const r = new ProcReuse();
+      parseProcIpvs(captured, r);
+      return r;
+    };
+
+    it('a text read again gives the same objects, not parsed again', () => {
+      const r = new ProcReuse();
+      const first = parseProcIpvs(captured, r);
+      assert.deepEqual([r.parsed, r.reused], [7, 0]);
+      const again = parseProcIpvs(captured, r);
+      assert.deepEqual([r.parsed, r.reused], [0, 7]);
+      assert.deepEqual(again, parseProcIpvs(captured));
+      again.forEach((s, i) => assert.equal(s, first[i]));
+    });
+
+    it('a changed connection count, a removed and an added service are read anew; the rest is kept', () => {
+      const r = primed();
+      const before = parseProcIpvs(captured, r);
+      const changed = captured
+        .replace('C633640B:0050      Route   3      2          17', 'C633640B:0050      Route   3      5          17')
+        .replace('UDP  C0000202:01BB sh ops  \n', '')
+        .replace('FWM  00000008 rr ', 'FWM  00000008 rr \nTCP  C0000209:0050 wrr  \n  -> C633640B:0050      Route   1      0          0         ');
+      const t = parseProcIpvs(changed, r);
+      assert.deepEqual(t, parseProcIpvs(changed));
+      assert.deepEqual([r.parsed, r.reused], [2, 5]);
+      assert.notEqual(t[0], before[0]);
+      assert.equal(t[0]!.destinations[2]!.activeConns, 5);
+      assert.equal(t[1], before[1]);
+      assert.equal(t.length, 7);
+      assert.equal(t[6]!.address, '192.0.2.9');
+    });
+
+    it('a refused text leaves the kept parse as it was, and refusals name the same line as without it', () => {
+      const r = primed();
+      const bad = captured.replace('FWM  00000007 rr \n  -> C633640B:0000      Route   1', 'FWM  00000007 rr \n  -> C633640B:0000      Teleport   1');
+      assert.throws(() => parseProcIpvs(bad, r), /line 15: unknown forwarding "Teleport"/);
+      const t = parseProcIpvs(captured, r);
+      assert.deepEqual([r.parsed, r.reused], [0, 7]);
+      assert.deepEqual(t, parseProcIpvs(captured));
+    });
+
+    it('any mangling of the text reads as it reads without the kept parse: the same table or the same refusal', () => {
+      fc.assert(fc.property(fc.nat(captured.length - 1), fc.string({ maxLength: 8 }), fc.boolean(), (at, insert, twice) => {
+        const text = captured.slice(0, at) + insert + captured.slice(at + 1);
+        const r = primed();
+        if (twice) outcome(() => parseProcIpvs(text, r));
+        assert.deepEqual(outcome(() => parseProcIpvs(text, r)), outcome(() => parseProcIpvs(text)));
+      }), { numRuns: 2000 });
+    });
   });
 });

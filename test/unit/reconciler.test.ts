@@ -13,7 +13,7 @@ import { Reconciler } from '../../src/reconcile/reconciler.js';
 import { createLogger } from '../../src/util/log.js';
 
 type Svc = TableEntry['service'];
-interface Entry { service: Svc; destinations: TableEntry['destinations'] }
+interface Entry { service: Svc; destinations: Array<TableEntry['destinations'][number]> }
 
 const zero = { conns: 0n, inpkts: 0n, outpkts: 0n, inbytes: 0n, outbytes: 0n, cps: 0n, inpps: 0n, outpps: 0n, inbps: 0n, outbps: 0n };
 
