@@ -67,6 +67,7 @@ function sameDestinations(a: readonly KernelDestination[], b: readonly KernelDes
 /** Whether two views of a virtual service would need no operation between them. Flags are compared sorted
  * (both sides keep them sorted: toKernelService and fromKernel). */
 export function sameService(a: KernelService, b: KernelService): boolean {
+  if (a === b) return true;
   return a.scheduler === b.scheduler && a.persistenceTimeoutSeconds === b.persistenceTimeoutSeconds && sameFlags(a.schedulerFlags, b.schedulerFlags) && sameDestinations(a.destinations, b.destinations);
 }
 

@@ -17,7 +17,7 @@ import type { IpvsClient, ServiceKey } from '../ipvs/index.js';
 import type { DesiredVirtualService } from '../model/types.js';
 import type { Logger } from '../util/log.js';
 import { changedByKey, changedServices, diff, sameService } from './diff.js';
-import { fromKernel, keyOf, toIpvsOp } from './kernel-map.js';
+import { dumpedKey, fromKernel, keyOf, sameAsDumped, toIpvsOp } from './kernel-map.js';
 import type { OwnedServices } from './ownership.js';
 import type { KernelDestination, KernelService, Operation } from './types.js';
 
@@ -355,13 +355,20 @@ export class Reconciler {
     this.synced = new Map();
   }
 
-  /** Reads the kernel's table in comparison form, keyed. */
-  private async readKernel(): Promise<Map<string, KernelService>> {
+  /**
+   * Reads the kernel's table in comparison form, keyed. An entry equal to the remembered one is that object
+   * (see sameAsDumped): safe, because a remembered entry changes in place only by a write of its own key,
+   * and a key written while the read is in flight takes the remembered state anyway (touched).
+   */
+  private async readKernel(remembered = this.kernel): Promise<Map<string, KernelService>> {
     const table = await this.o.client.table();
     const out = new Map<string, KernelService>();
     for (const e of table) {
-      const k = fromKernel(e);
-      if (k) out.set(k.key, k);
+      const key = dumpedKey(e);
+      if (key === undefined) continue;
+      const prev = remembered?.get(key);
+      const k = prev && sameAsDumped(prev, e) ? prev : fromKernel(e);
+      if (k) out.set(key, k);
     }
     return out;
   }
@@ -393,7 +400,7 @@ export class Reconciler {
           }
         }
       } else {
-        fresh = await this.readKernel();
+        fresh = await this.readKernel(remembered);
       }
       if (remembered) await this.confirm(remembered, fresh, o.touched);
       if (!o.fresh) report.readMs = round(performance.now() - t0);
