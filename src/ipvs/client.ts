@@ -23,6 +23,7 @@ import {
   newDaemonRequest,
   newDestRequest,
   newServiceRequest,
+  serviceIdentityKey,
   serviceKeyAttrs,
   setConfigRequest,
   setDestRequest,
@@ -74,6 +75,7 @@ export interface ServiceWithDests {
 export type TableDestination = Pick<Destination, 'family' | 'address' | 'port' | 'forwarding' | 'weight' | 'activeConns' | 'inactiveConns'>;
 
 export interface TableEntry {
+  /** Shared with later table() answers when its message did not change (counters aside): read only. */
   service: Service;
   /** Shared with later table() answers when the service's lines did not change (ProcReuse): read only. */
   destinations: readonly TableDestination[];
@@ -318,7 +320,7 @@ export class IpvsClient {
    * to netlink destination dumps, so the answer is always complete.
    */
   async table(opts: { stats?: boolean; concurrency?: number } = {}): Promise<TableEntry[]> {
-    const services = await this.services({ stats: opts.stats ?? false });
+    const services = opts.stats ? await this.services({ stats: true }) : await this.servicesKept();
     const fromProc = this.readProc();
     const out: (TableEntry | undefined)[] = new Array(services.length);
     const missing: number[] = [];
@@ -330,6 +332,28 @@ export class IpvsClient {
     });
     await this.dumpDestinations(services, missing, out, opts.concurrency);
     return out.filter((x): x is TableEntry => x !== undefined);
+  }
+
+  /** The last table()'s services by what their messages say apart from counters (serviceIdentityKey). */
+  private keptServices = new Map<string, Service>();
+
+  /**
+   * services({ stats: false }), except that a service whose message says what it said at the last call
+   * (counters aside) is the object decoded then: decoding 10,000 service messages was the largest part left
+   * of a no-op resync's own work. The objects are shared with later answers: read only.
+   */
+  private async servicesKept(): Promise<Service[]> {
+    const req = dumpServicesRequest();
+    const replies = await this.call(req, this.bulkDumper());
+    const kept = new Map<string, Service>();
+    const out = replies.map((p) => {
+      const key = serviceIdentityKey(p);
+      const s = (key !== undefined && this.keptServices.get(key)) || decode(() => decodeServiceMsg(p, { stats: false }), req.describe);
+      if (key !== undefined) kept.set(key, s);
+      return s;
+    });
+    this.keptServices = kept;
+    return out;
   }
 
   /** Why the last table() could not use /proc/net/ip_vs (undefined when it could). */

@@ -38,8 +38,11 @@ import { IpvsInputError } from './errors.js';
 import {
   type Attr,
   attr,
+  attrsKey,
   be16,
   cstring,
+  findAttr,
+  GENL_HDRLEN,
   genlPayload,
   NetlinkDecodeError,
   parseAttrs,
@@ -601,6 +604,19 @@ export function decodeServiceAttrs(nested: Buffer, opts: DecodeOptions = {}): Se
     persistenceEngine: pe ? cstr(pe) : undefined,
     stats: opts.stats === false ? zeroStats() : decodeStats(a.get(SvcAttr.STATS64), a.get(SvcAttr.STATS), 'service'),
   };
+}
+
+const isCounters = (type: number): boolean => type === SvcAttr.STATS || type === SvcAttr.STATS64;
+
+/**
+ * What a service message says apart from its counters (its service attributes but STATS and STATS64, as
+ * bytes): messages with the same key decode alike with `stats: false`, so a decoded service can be kept under
+ * it (IpvsClient.table()). undefined when the message is malformed: decoding it then says how.
+ */
+export function serviceIdentityKey(payload: Buffer): string | undefined {
+  if (payload.length < GENL_HDRLEN) return undefined;
+  const nest = findAttr(payload, GENL_HDRLEN, payload.length, CmdAttr.SERVICE);
+  return nest && attrsKey(payload, nest[0], nest[1], isCounters);
 }
 
 /** Decodes one message of a GET_SERVICE dump (or the reply of a GET_SERVICE doit). */

@@ -166,6 +166,47 @@ export function parseAttrs(buf: Buffer, what = 'attributes'): Map<number, Buffer
   return out;
 }
 
+/**
+ * Where the payload of the last attribute of `type` in buf[from, to) lies, without making views; undefined
+ * when it is absent or when parseAttrs would refuse the range.
+ */
+export function findAttr(buf: Buffer, from: number, to: number, type: number): [number, number] | undefined {
+  let found: [number, number] | undefined;
+  let off = from;
+  while (off < to) {
+    if (to - off < NLA_HDRLEN) return undefined;
+    const len = readU16(buf, off);
+    if (len < NLA_HDRLEN || off + len > to) return undefined;
+    if ((readU16(buf, off + 2) & NLA_TYPE_MASK) === type) found = [off + NLA_HDRLEN, off + len];
+    off += align4(len);
+  }
+  return found;
+}
+
+/**
+ * The bytes of every attribute in buf[from, to) but those `skip` names, in order, as one string: two ranges
+ * with the same key hold the same attributes apart from the skipped ones. undefined when parseAttrs would
+ * refuse the range.
+ */
+export function attrsKey(buf: Buffer, from: number, to: number, skip: (type: number) => boolean): string | undefined {
+  let key = '';
+  let run = from;
+  let off = from;
+  while (off < to) {
+    if (to - off < NLA_HDRLEN) return undefined;
+    const len = readU16(buf, off);
+    if (len < NLA_HDRLEN || off + len > to) return undefined;
+    const next = Math.min(off + align4(len), to);
+    if (skip(readU16(buf, off + 2) & NLA_TYPE_MASK)) {
+      if (off > run) key += buf.toString('latin1', run, off);
+      run = next;
+    }
+    off = next;
+  }
+  if (to > run) key += buf.toString('latin1', run, to);
+  return key;
+}
+
 // ---- messages -----------------------------------------------------------------------------------------------
 
 export interface NlMsg {

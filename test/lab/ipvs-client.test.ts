@@ -222,6 +222,40 @@ describe('IPVS client in the lab VM (ipvsadm as oracle)', { timeout: (600_000) *
     }
   });
 
+  it('table() read again by the same client shows what changed since, though it keeps what did not', async () => {
+    const k = { address: '192.0.2.60', protocol: 'tcp', port: 8080 };
+    const other = { address: '192.0.2.61', protocol: 'tcp', port: 8080 };
+    const dest = (address: string, weight: number) => ({ address, port: 8080, forwarding: 'dr', weight });
+    await ok({ call: 'apply', args: [[
+      { op: 'add-service', service: { ...k, scheduler: 'rr' } }, { op: 'add-dest', service: k, dest: dest('198.51.100.70', 1) },
+      { op: 'add-service', service: { ...other, scheduler: 'rr' } }, { op: 'add-dest', service: other, dest: dest('198.51.100.71', 1) },
+    ]] });
+    try {
+      type T = Array<{ service: { address: string; port: number; scheduler: string; persistence: { timeout: number } | null }; destinations: { address: string; weight: number }[] }>;
+      const [first, , , , second, third] = (await ok(
+        { call: 'table' },
+        // The service message changes (scheduler, persistence), and the destination lines (weight, one more).
+        { call: 'editService', args: [{ ...k, scheduler: 'wrr', persistence: { timeout: 120 } }] },
+        { call: 'editDestination', args: [k, dest('198.51.100.70', 7)] },
+        { call: 'addDestination', args: [k, dest('198.51.100.72', 2)] },
+        { call: 'table' },
+        { call: 'table' },
+      )) as [T, null, null, null, T, T];
+      const show = (t: T, a: string) => {
+        const e = t.find((x) => x.service.address === a && x.service.port === 8080)!;
+        return `${e.service.scheduler} ${e.service.persistence?.timeout ?? '-'} ${e.destinations.map((d) => `${d.address}/${d.weight}`).sort().join(',')}`;
+      };
+      assert.equal(show(first, k.address), 'rr - 198.51.100.70/1');
+      assert.equal(show(second, k.address), 'wrr 120 198.51.100.70/7,198.51.100.72/2');
+      assert.equal(show(third, k.address), show(second, k.address));
+      assert.equal(show(second, other.address), 'rr - 198.51.100.71/1');
+      const listed = await sh('ipvsadm -Ln -t 192.0.2.60:8080');
+      for (const re of [/wrr persistent 120/, /198\.51\.100\.70:8080\s+Route\s+7\s/, /198\.51\.100\.72:8080\s+Route\s+2\s/]) assert.match(listed, re);
+    } finally {
+      await ok({ call: 'apply', args: [[{ op: 'delete-service', service: k }, { op: 'delete-service', service: other }]] });
+    }
+  });
+
   it('kernel refusals come back with a code and the object named', async () => {
     const rs = await guest(
       { call: 'addService', args: [{ ...svcA, scheduler: 'wlc' }] },

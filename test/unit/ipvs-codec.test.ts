@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { endianness } from 'node:os';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import {
   decodeDestMsg,
   decodeFamily,
@@ -20,6 +21,7 @@ import {
   newDaemonRequest,
   newDestRequest,
   newServiceRequest,
+  serviceIdentityKey,
   setDestRequest,
   setServiceRequest,
 } from '../../src/ipvs/codec.js';
@@ -257,6 +259,47 @@ describe('IPVS codec: replies (golden bytes)', { skip: !le && 'golden bytes are 
     assert.equal(s.onePacket, true);
     assert.equal(s.persistenceEngine, 'sip');
     assert.equal(s.persistence, undefined);
+  });
+  it('a service message\'s identity key leaves out its counters and nothing else', () => {
+    const key = serviceIdentityKey(serviceReply)!;
+    assert.ok(key.length > 0);
+    // Counters are the last 0x4c bytes (STATS and STATS64 with their headers): a change there keeps the key.
+    const counters = serviceReply.length - 0x4c;
+    const other = Buffer.from(serviceReply);
+    other[counters + 8] = 0x63;
+    other[serviceReply.length - 5] = 0x7f;
+    assert.equal(serviceIdentityKey(other), key);
+    // Any byte before them (the scheduler's name, the timeout, the address) is a different service message.
+    for (const at of [5, 30, 34, 50, 62]) {
+      const changed = Buffer.from(serviceReply);
+      changed[at] = changed[at]! ^ 0x01;
+      assert.notEqual(serviceIdentityKey(changed), key, `byte ${at}`);
+    }
+    assert.equal(serviceIdentityKey(serviceReply.subarray(0, 3)), undefined);
+    assert.equal(serviceIdentityKey(serviceReply.subarray(0, serviceReply.length - 2)), undefined);
+  });
+
+  it('messages with one identity key decode alike without counters; a message without one does not decode', () => {
+    const outcome = (b: Buffer): unknown => {
+      try {
+        return decodeServiceMsg(b, { stats: false });
+      } catch (e) {
+        return `error: ${(e as Error).message}`;
+      }
+    };
+    const mutate = (at: number, value: number, cut: number): Buffer => {
+      const b = Buffer.from(serviceReply.subarray(0, serviceReply.length - cut));
+      if (at < b.length) b[at] = value;
+      return b;
+    };
+    const change = fc.tuple(fc.nat(serviceReply.length - 1), fc.nat(255), fc.oneof(fc.constant(0), fc.nat(12)));
+    fc.assert(fc.property(change, change, ([a1, v1, c1], [a2, v2, c2]) => {
+      const a = mutate(a1, v1, c1);
+      const b = mutate(a2, v2, c2);
+      const ka = serviceIdentityKey(a);
+      if (ka === undefined) assert.match(String(outcome(a)), /^error: /);
+      if (ka !== undefined && ka === serviceIdentityKey(b)) assert.deepEqual(outcome(a), outcome(b));
+    }), { numRuns: 5000 });
   });
 });
 
