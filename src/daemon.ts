@@ -152,6 +152,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     onStartedLeading: (term) => {
       log.info({ term }, 'this host is now the allocator');
       controller.schedule(true);
+      problemEvents.reportPending();
     },
     onStoppedLeading: () => log.warn('this host is no longer the allocator'),
   });

@@ -17,6 +17,8 @@ export class ProblemEvents {
   private readonly reported = new Set<string>();
   /** The reported keys by Service, so an update for a few Services looks at theirs only. */
   private readonly byService = new Map<string, Set<string>>();
+  /** Current problems not reported yet (this host did not lead when they were computed), by key. */
+  private readonly pending = new Map<string, ModelProblem>();
 
   constructor(private readonly o: ProblemEventsOptions) {}
 
@@ -25,6 +27,16 @@ export class ProblemEvents {
     const current = new Set<string>();
     for (const p of problems) current.add(this.note(p));
     for (const k of this.reported) if (!current.has(k)) this.forget(k);
+    for (const k of this.pending.keys()) if (!current.has(k)) this.pending.delete(k);
+  }
+
+  /**
+   * Reports what is still wrong and was computed while another host led: called when this host starts to
+   * lead, since nothing may compute those Services again for a long time (seen in the soak: a bad
+   * annotation set while the allocator was killed got its Event 110 s later).
+   */
+  reportPending(): void {
+    for (const p of [...this.pending.values()]) this.note(p);
   }
 
   /** The current problems of some Services only (an incremental computation): the others stay as they were. */
@@ -37,6 +49,7 @@ export class ProblemEvents {
       if (!keys) continue;
       for (const k of keys) if (!current.has(k)) this.forget(k);
     }
+    for (const [k, p] of this.pending) if (byService.has(p.service) && !current.has(k)) this.pending.delete(k);
   }
 
   private forget(key: string): void {
@@ -49,7 +62,12 @@ export class ProblemEvents {
 
   private note(p: ModelProblem): string {
     const key = `${p.service}\n${p.reason}\n${p.message}`;
-    if (this.reported.has(key) || !this.o.isLeader()) return key;
+    if (this.reported.has(key)) return key;
+    if (!this.o.isLeader()) {
+      this.pending.set(key, p);
+      return key;
+    }
+    this.pending.delete(key);
     const slash = p.service.indexOf('/');
     const svc = this.o.service(p.service.slice(0, slash), p.service.slice(slash + 1));
     if (!svc) return key;

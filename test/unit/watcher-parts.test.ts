@@ -249,4 +249,20 @@ describe('data-plane problems as Events', () => {
     p.update([bad]);
     assert.equal(recorded.length, 1);
   });
+
+  it('reports, when it starts to lead, what it computed as a follower and is still wrong, and nothing gone since', () => {
+    const leader = { v: false };
+    const { p, recorded } = setup(leader);
+    const conflict = { service: 'd/api', reason: 'PortConflict' as const, message: 'TCP/[192.0.2.1]:80 is already served for d/web' };
+    const family = { service: 'd/db', reason: 'NoBackendFamily' as const, message: 'no node has an IPv6 address' };
+    p.update([bad, conflict]);
+    p.updateFor(new Map([['d/db', [family]], ['d/api', []]]));
+    assert.equal(recorded.length, 0);
+    leader.v = true;
+    p.reportPending();
+    assert.deepEqual(recorded.sort(), [`db NoBackendFamily ${family.message}`, `web InvalidAnnotation ${bad.message}`]);
+    p.reportPending();
+    p.update([bad, family]);
+    assert.equal(recorded.length, 2);
+  });
 });
