@@ -41,12 +41,15 @@ function destinationChanges(want: KernelDestination, have: KernelDestination): s
   return changed;
 }
 
-const sameDest = (a: KernelDestination, b: KernelDestination): boolean =>
+/** A destination as compared: the reconciler's, or one as the IPVS client dumped it (wider forwarding names). */
+type ComparedDestination = Pick<KernelDestination, 'address' | 'port' | 'weight'> & { forwarding: string };
+
+const sameDest = (a: ComparedDestination, b: ComparedDestination): boolean =>
   a.port === b.port && a.address === b.address && a.weight === b.weight && a.forwarding === b.forwarding;
 
 /** Same destinations regardless of order, without allocating in the common cases: the kernel lists them newest
  * first, so a table programmed in desired order reads back reversed. */
-function sameDestinations(a: readonly KernelDestination[], b: readonly KernelDestination[]): boolean {
+export function sameDestinations(a: readonly ComparedDestination[], b: readonly ComparedDestination[]): boolean {
   const n = a.length;
   if (n !== b.length) return false;
   let i = 0;

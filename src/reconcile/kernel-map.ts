@@ -4,7 +4,8 @@ import type { Forwarding } from '../config/types.js';
 import type { IpvsOp } from '../ipvs/index.js';
 import type { AddressServiceKey, Destination, SchedulerFlag, Service, ServiceSpec } from '../ipvs/types.js';
 import { virtualServiceKey, type Protocol } from '../model/types.js';
-import type { KernelDestination, KernelService, Operation } from './types.js';
+import { sameDestinations } from './diff.js';
+import type { KernelService, Operation } from './types.js';
 
 // IPVS has three scheduler-specific flag bits; for sh and mh the first two are fallback and port.
 const FLAG_NAMES: Record<string, Record<SchedulerFlag, string>> = {
@@ -39,11 +40,6 @@ export function fromKernel(s: DumpedService): KernelService | undefined {
   };
 }
 
-type DumpedDestination = DumpedService['destinations'][number];
-
-const sameDumpedDest = (k: KernelDestination, d: DumpedDestination): boolean =>
-  k.port === d.port && k.address === d.address && k.weight === d.weight && k.forwarding === d.forwarding;
-
 /**
  * Whether fromKernel(s) would equal `k` for the reconciler (destinations in any order), found without
  * building it. A resync of a table nothing changed then keeps the remembered objects instead of making
@@ -55,23 +51,7 @@ export function sameAsDumped(k: KernelService, s: DumpedService): boolean {
   if (svc.fwmark || svc.address !== k.address || svc.port !== k.port || svc.family !== k.family || svc.protocol === undefined || upper(svc.protocol) !== k.protocol) return false;
   if (svc.scheduler !== k.scheduler || svc.persistence?.timeout !== k.persistenceTimeoutSeconds) return false;
   if (svc.schedulerFlags.length !== k.schedulerFlags.length || svc.schedulerFlags.some((f) => !k.schedulerFlags.includes(flagName(svc.scheduler, f)))) return false;
-  const a = k.destinations;
-  const b = s.destinations;
-  const n = a.length;
-  if (n !== b.length) return false;
-  let i = 0;
-  while (i < n && sameDumpedDest(a[i]!, b[i]!)) i++;
-  if (i === n) return true;
-  i = 0;
-  while (i < n && sameDumpedDest(a[i]!, b[n - 1 - i]!)) i++;
-  if (i === n) return true;
-  const byKey = new Map(a.map((d) => [`${d.address}|${d.port}`, d]));
-  if (byKey.size !== n) return false;
-  for (const d of b) {
-    const x = byKey.get(`${d.address}|${d.port}`);
-    if (!x || !sameDumpedDest(x, d)) return false;
-  }
-  return true;
+  return sameDestinations(k.destinations, s.destinations);
 }
 
 /** The comparison-form key of a dumped service; undefined for fwmark services. */

@@ -24,23 +24,15 @@ try {
       results.push({ ok: client.procProblem ?? null });
       continue;
     }
-    if (s.call === 'tableOverNetlink') {
-      // The fallback path: a client that may not read /proc/net/ip_vs.
-      const other = await IpvsClient.open({ procPath: false });
+    // A second client with other options, for one call: the netlink-only table (no /proc/net/ip_vs), and
+    // the service dump the main socket's way (datagrams sized by peeking, one page each).
+    const other = s.call === 'tableOverNetlink' ? { procPath: false as const } : s.call === 'servicesPeeking' ? { messagePeeking: true } : undefined;
+    if (other) {
+      const c = await IpvsClient.open(other);
       try {
-        results.push({ ok: await other.table() });
+        results.push({ ok: s.call === 'tableOverNetlink' ? await c.table() : await c.services() });
       } finally {
-        other.close();
-      }
-      continue;
-    }
-    if (s.call === 'servicesPeeking') {
-      // The main socket's way (datagrams sized by peeking, one page each) instead of the bulk dump socket's.
-      const other = await IpvsClient.open({ messagePeeking: true });
-      try {
-        results.push({ ok: await other.services() });
-      } finally {
-        other.close();
+        c.close();
       }
       continue;
     }
